@@ -1,0 +1,3 @@
+from leanvision.cli.main import main
+
+main()

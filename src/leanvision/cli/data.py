@@ -1,0 +1,98 @@
+"""`leanvision data ...`: synthesize, convert, check and describe datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from leanvision.cli.ui import console, emit_json, out, progress_bar
+from leanvision.core import Task
+
+app = typer.Typer(help="Datasets: synth, convert, check, stats.", no_args_is_help=True)
+
+JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout).")
+
+
+def _json_target(value: Path | None) -> Path | None:
+    return None if value is None or str(value) == "-" else value
+
+
+@app.command()
+def synth(
+    task: Task = typer.Option(..., "--task", help="Which kind of data to synthesize."),
+    out_dir: Path = typer.Option(..., "--out", help="Output directory (created)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
+    images: int | None = typer.Option(None, "--images", help="Training images (default per task; val gets ~1/4)."),
+    slides: int = typer.Option(0, "--slides", help="detect: also write K large slides (tiled pyramidal TIFF + JPEG)."),
+    slide_size: int = typer.Option(12000, "--slide-size", help="detect: slide side in pixels."),
+    json_out: Path | None = JSON_OPTION,
+) -> None:
+    """Write a deterministic synthetic dataset for TASK under OUT."""
+    from leanvision.data.synth import synthesize
+
+    with progress_bar(f"synth {task}") as update:
+        summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
+                             progress=lambda stage, done, total: update(done, total, stage))
+    for split, info in summary["splits"].items():
+        out.print(f"{out_dir / split}: {info['images']} images, {info['objects']} objects")
+    if json_out is not None:
+        emit_json(summary, _json_target(json_out))
+
+
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="Detection dataset (COCO dir or .json, VOC dir, YOLO dir)."),
+    dst: Path = typer.Argument(..., help="Output directory."),
+    to: str = typer.Option(..., "--to", help="coco, voc or yolo."),
+) -> None:
+    """Convert a detection dataset between COCO JSON, Pascal VOC XML and YOLO txt."""
+    from leanvision.core import DataError
+    from leanvision.data.formats import Format, convert_detection
+
+    if to not in ("coco", "voc", "yolo"):
+        raise DataError(f"--to must be coco, voc or yolo, got '{to}'")
+    dataset = convert_detection(src, dst, Format(to))
+    for issue in dataset.issues:
+        console.print(f"[yellow]warning[/]: {issue} (not converted)")
+    out.print(f"{dst}: {len(dataset.images)} images, {dataset.num_objects} objects as {to}")
+
+
+@app.command()
+def check(
+    path: Path = typer.Argument(..., help="A dataset, or a folder of datasets (train/, val/, ...)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
+    json_out: Path | None = JSON_OPTION,
+) -> None:
+    """Report every problem in a dataset (exit 1 if any): images, labels, boxes, sizes."""
+    from leanvision.data.check import check as run_check
+
+    with progress_bar(f"check {path}") as update:
+        reports = run_check(path, workers=workers, progress=update)
+    problems = 0
+    for report in reports:
+        out.print(f"{report.path} ({report.format}, {report.task}): {report.images} images, "
+                  f"{report.objects} objects, {len(report.issues)} problems")
+        for issue in report.issues:
+            out.print(f"  {issue}", markup=False, highlight=False)
+        problems += len(report.issues)
+    if json_out is not None:
+        emit_json({"problems": problems, "datasets": [r.to_dict() for r in reports]}, _json_target(json_out))
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    path: Path = typer.Argument(..., help="A dataset, or a folder of datasets."),
+    out_dir: Path = typer.Option(..., "--out", help="Where stats.json and the PNG plots go."),
+) -> None:
+    """Describe a dataset: class long tail, box sizes and aspect ratios, as plots + stats.json."""
+    from leanvision.data.stats import dataset_stats
+
+    result = dataset_stats(path, out_dir)
+    for name, s in result.items():
+        objects = s.get("objects", s.get("people", s["images"]))
+        out.print(f"{name} ({s['task']}, {s['format']}): {s['images']} images, {objects} objects/items; "
+                  f"plots: {', '.join(s['plots'])}")
+    out.print(f"wrote {out_dir / 'stats.json'}")

@@ -1,0 +1,1 @@
+"""Compression: post-training quantization with an accuracy budget, pruning, distillation (torch world)."""

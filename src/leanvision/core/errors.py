@@ -1,0 +1,51 @@
+"""Errors a user can act on. The CLI prints them as one line, `path: problem`, exit 2."""
+
+from __future__ import annotations
+
+import os
+
+
+class LeanVisionError(Exception):
+    """A problem with the user's input, files or environment (not a bug in leanvision).
+
+    Args:
+        message: what is wrong, in one line, without the path.
+        path: the file or directory concerned, if any.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class DataError(LeanVisionError):
+    """A dataset, label file or image is missing, corrupt or inconsistent."""
+
+
+class ConfigError(LeanVisionError):
+    """A recipe or option is invalid (unknown key, wrong type, bad value)."""
+
+
+class ModelError(LeanVisionError):
+    """A model file, checkpoint or model card is missing, corrupt or inconsistent."""
+
+
+class MissingExtraError(ImportError, LeanVisionError):
+    """An optional dependency is not installed; names the extra that provides it."""
+
+    def __init__(self, module: str, extra: str, *, purpose: str) -> None:
+        message = (
+            f"{purpose} needs the Python package '{module}', which is not installed: "
+            f"pip install 'leanvision[{extra}]'"
+        )
+        LeanVisionError.__init__(self, message)
+        ImportError.__init__(self, message, name=module)
+        self.module = module
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return self.message

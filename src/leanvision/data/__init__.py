@@ -1,0 +1,1 @@
+"""Datasets: formats, synthetic generators, checks and statistics (and, with torch, loaders)."""

@@ -1,0 +1,160 @@
+"""`data check`: find every problem in a dataset, never stopping at the first.
+
+Checks, per dataset found under the given directory (itself or its train/, val/, ...):
+- label files that do not parse, unknown classes, duplicate ids (from the readers);
+- images missing, unreadable, corrupt or truncated (full decode, reduced scale for JPEG);
+- image size stated in the labels differing from the file;
+- boxes outside the image or of zero area; points outside the image;
+- masks of the wrong size or with values that are neither a class nor the ignore index.
+Decoding runs in a thread pool (the decoders release the GIL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from leanvision.data.formats import (
+    TASK_OF_FORMAT,
+    ClassificationSet,
+    CountingSet,
+    DetectionSet,
+    Format,
+    Issue,
+    SegmentationSet,
+    find_datasets,
+    read_dataset,
+)
+from leanvision.data.images import read_size, verify_image
+
+# Tolerance for "box outside the image": annotation tools round to whole pixels.
+BOX_TOLERANCE_PX = 0.5
+
+
+@dataclass
+class DatasetReport:
+    """What `check` found in one dataset."""
+
+    path: str
+    format: str
+    task: str
+    images: int
+    objects: int
+    issues: list[Issue] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path, "format": self.format, "task": self.task, "images": self.images,
+            "objects": self.objects, "problems": [{"path": i.path, "reason": i.reason} for i in self.issues],
+        }
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def check(path: Path, *, workers: int = 2, progress: ProgressFn | None = None) -> list[DatasetReport]:
+    """Check every dataset at or directly under `path`; returns one report per dataset."""
+    reports = []
+    for ds_path, fmt in find_datasets(path):
+        dataset = read_dataset(ds_path, fmt)
+        reports.append(_check_dataset(ds_path, fmt, dataset, workers, progress))
+    return reports
+
+
+def _check_dataset(path: Path, fmt: Format, dataset, workers: int, progress: ProgressFn | None) -> DatasetReport:
+    jobs = list(_image_jobs(dataset))
+    issues = list(dataset.issues)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done, found in enumerate(pool.map(lambda job: job(), jobs), start=1):
+            issues.extend(found)
+            if progress is not None:
+                progress(done, len(jobs))
+    images, objects = _counts(dataset)
+    return DatasetReport(str(path), str(fmt), str(TASK_OF_FORMAT[fmt]), images, objects, issues)
+
+
+def _counts(dataset) -> tuple[int, int]:
+    if isinstance(dataset, DetectionSet):
+        return len(dataset.images), dataset.num_objects
+    if isinstance(dataset, CountingSet):
+        return len(dataset.images), sum(len(r.points) for r in dataset.images)
+    return len(dataset.items), len(dataset.items)
+
+
+Job = Callable[[], list[Issue]]
+
+
+def _image_jobs(dataset) -> Iterator[Job]:
+    if isinstance(dataset, DetectionSet):
+        for record in dataset.images:
+            yield lambda r=record: _check_detection_image(dataset.image_path(r), r.width, r.height, r.targets.boxes)
+    elif isinstance(dataset, CountingSet):
+        for record in dataset.images:
+            yield lambda r=record: _check_points_image(dataset.image_root / r.file_name, r.width, r.height, r.points)
+    elif isinstance(dataset, ClassificationSet):
+        for rel, _ in dataset.items:
+            yield lambda p=dataset.image_root / rel: _decode_issues(p)
+    elif isinstance(dataset, SegmentationSet):
+        for image_rel, mask_rel in dataset.items:
+            yield lambda i=image_rel, m=mask_rel: _check_mask(dataset, i, m)
+
+
+def _decode_issues(image_path: Path) -> list[Issue]:
+    reason = verify_image(image_path)
+    return [] if reason is None else [Issue(str(image_path), reason)]
+
+
+def _size_issues(image_path: Path, width: int, height: int) -> tuple[list[Issue], tuple[int, int] | None]:
+    """Decode problems, else a label/file size mismatch; returns the file's size if readable."""
+    issues = _decode_issues(image_path)
+    if issues:
+        return issues, None
+    actual = read_size(image_path)
+    if width and height and actual != (width, height):
+        issues.append(Issue(str(image_path), f"size in the labels is {width}x{height}, the image is {actual[0]}x{actual[1]}"))
+    return issues, actual
+
+
+def _check_detection_image(image_path: Path, width: int, height: int, boxes: np.ndarray) -> list[Issue]:
+    issues, actual = _size_issues(image_path, width, height)
+    w, h = (width, height) if width and height else (actual or (0, 0))
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        box = f"box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+        if x2 <= x1 or y2 <= y1:
+            issues.append(Issue(str(image_path), f"{box} has zero area"))
+        elif w and h and (min(x1, y1) < -BOX_TOLERANCE_PX or x2 > w + BOX_TOLERANCE_PX or y2 > h + BOX_TOLERANCE_PX):
+            issues.append(Issue(str(image_path), f"{box} is outside the {w}x{h} image"))
+    return issues
+
+
+def _check_points_image(image_path: Path, width: int, height: int, points: np.ndarray) -> list[Issue]:
+    issues, actual = _size_issues(image_path, width, height)
+    w, h = (width, height) if width and height else (actual or (0, 0))
+    if w and h and len(points):
+        outside = (points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > w) | (points[:, 1] > h)
+        if outside.any():
+            issues.append(Issue(str(image_path), f"{int(outside.sum())} points are outside the {w}x{h} image"))
+    return issues
+
+
+def _check_mask(dataset: SegmentationSet, image_rel: str, mask_rel: str) -> list[Issue]:
+    import cv2
+
+    image_path, mask_path = dataset.image_root / image_rel, dataset.mask_root / mask_rel
+    issues = _decode_issues(image_path) + _decode_issues(mask_path)
+    if issues:
+        return issues
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.ndim != 2:
+        return [Issue(str(mask_path), "mask must be a single-channel PNG of class indices")]
+    if (mask.shape[1], mask.shape[0]) != read_size(image_path):
+        issues.append(Issue(str(mask_path), f"mask is {mask.shape[1]}x{mask.shape[0]}, its image is {'x'.join(map(str, read_size(image_path)))}"))
+    values = np.unique(mask)
+    bad = values[(values >= len(dataset.classes)) & (values != dataset.ignore_index)]
+    if len(bad):
+        issues.append(Issue(str(mask_path), f"mask values {bad.tolist()} are neither classes (0..{len(dataset.classes) - 1}) nor ignore ({dataset.ignore_index})"))
+    return issues

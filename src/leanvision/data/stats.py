@@ -1,0 +1,176 @@
+"""`data stats`: what is in a dataset, as numbers (`stats.json`) and plots (PNG).
+
+Detection: objects per class, box size (sqrt of area) and aspect-ratio histograms, objects
+per image, negatives. Classification: the class long tail (S1's data analysis) and image
+aspect ratios. Counting: people per image. Segmentation: pixels per class.
+Plots use matplotlib's object API (no pyplot, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from leanvision.core.io import atomic_path, atomic_write_text
+from leanvision.data.formats import (
+    ClassificationSet,
+    CountingSet,
+    DetectionSet,
+    SegmentationSet,
+    find_datasets,
+    read_dataset,
+)
+from leanvision.data.images import read_size
+
+
+def _histogram(values: np.ndarray, bins: int | np.ndarray = 20) -> dict:
+    counts, edges = np.histogram(values, bins=bins) if len(values) else (np.zeros(0, int), np.zeros(0))
+    return {"counts": counts.tolist(), "edges": [round(float(e), 4) for e in edges]}
+
+
+def _summary(values: np.ndarray) -> dict:
+    if not len(values):
+        return {"n": 0}
+    q = np.percentile(values, [0, 5, 50, 95, 100])
+    return {"n": len(values), "mean": float(values.mean()),
+            **{k: float(v) for k, v in zip(("min", "p5", "median", "p95", "max"), q, strict=True)}}
+
+
+def _tail(counts: dict[str, int]) -> dict:
+    ordered = sorted(counts.values(), reverse=True)
+    nonzero = [c for c in ordered if c] or [0]
+    return {"head_to_tail_ratio": (nonzero[0] / nonzero[-1]) if nonzero[-1] else None,
+            "classes_with_no_samples": sum(1 for c in ordered if c == 0)}
+
+
+def detection_stats(ds: DetectionSet) -> dict:
+    boxes = np.concatenate([r.targets.boxes for r in ds.images]) if ds.images else np.zeros((0, 4))
+    labels = np.concatenate([r.targets.labels for r in ds.images]) if ds.images else np.zeros(0, int)
+    wh = np.clip(boxes[:, 2:] - boxes[:, :2], 1e-6, None)
+    per_class = {name: int((labels == i).sum()) for i, name in enumerate(ds.classes)}
+    per_image = np.array([len(r.targets) for r in ds.images])
+    return {
+        "task": "detect", "images": len(ds.images), "objects": len(boxes),
+        "negative_images": int((per_image == 0).sum()), "objects_per_class": per_class,
+        "long_tail": _tail(per_class), "objects_per_image": _summary(per_image),
+        "box_size_px": _summary(np.sqrt(wh[:, 0] * wh[:, 1])),
+        "box_aspect_ratio_w_over_h": _summary(wh[:, 0] / wh[:, 1]),
+        "image_width": _summary(np.array([r.width for r in ds.images])),
+        "image_height": _summary(np.array([r.height for r in ds.images])),
+        "histograms": {
+            "box_size_px": _histogram(np.sqrt(wh[:, 0] * wh[:, 1]), 30),
+            "box_aspect_ratio_log2": _histogram(np.log2(wh[:, 0] / wh[:, 1]), 30),
+        },
+    }
+
+
+def classification_stats(ds: ClassificationSet) -> dict:
+    per_class = Counter(label for _, label in ds.items)
+    counts = {name: per_class.get(i, 0) for i, name in enumerate(ds.classes)}
+    sizes = np.array([read_size(ds.image_root / rel) for rel, _ in ds.items], float).reshape(-1, 2)
+    aspect = sizes[:, 0] / np.maximum(sizes[:, 1], 1)
+    return {
+        "task": "classify", "images": len(ds.items), "classes": len(ds.classes),
+        "images_per_class": counts, "long_tail": _tail(counts),
+        "images_per_class_summary": _summary(np.array(list(counts.values()))),
+        "image_aspect_ratio_w_over_h": _summary(aspect),
+        "histograms": {"image_aspect_ratio_log2": _histogram(np.log2(np.maximum(aspect, 1e-6)), 30)},
+    }
+
+
+def counting_stats(ds: CountingSet) -> dict:
+    counts = np.array([len(r.points) for r in ds.images])
+    return {
+        "task": "count", "images": len(ds.images), "people": int(counts.sum()),
+        "images_with_no_people": int((counts == 0).sum()), "people_per_image": _summary(counts),
+        "histograms": {"people_per_image": _histogram(counts, 30)},
+    }
+
+
+def segmentation_stats(ds: SegmentationSet) -> dict:
+    import cv2
+
+    pixels = np.zeros(256, np.int64)
+    for _, mask_rel in ds.items:
+        mask = cv2.imread(str(ds.mask_root / mask_rel), cv2.IMREAD_UNCHANGED)
+        if mask is not None:
+            pixels += np.bincount(mask.reshape(-1), minlength=256)[:256]
+    total = max(int(pixels.sum()), 1)
+    per_class = {name: float(pixels[i] / total) for i, name in enumerate(ds.classes)}
+    return {"task": "segment", "images": len(ds.items), "pixel_fraction_per_class": per_class,
+            "ignore_fraction": float(pixels[ds.ignore_index] / total) if ds.ignore_index < 256 else 0.0}
+
+
+_STATS = {DetectionSet: detection_stats, ClassificationSet: classification_stats,
+          CountingSet: counting_stats, SegmentationSet: segmentation_stats}
+
+
+def _bar(ax, counts: dict[str, float], title: str, ylabel: str) -> None:
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    ax.bar(range(len(ordered)), [v for _, v in ordered], color="#4c72b0")
+    if len(ordered) <= 30:
+        ax.set_xticks(range(len(ordered)), [k for k, _ in ordered], rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xlabel("classes, most frequent first")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+
+
+def _hist(ax, hist: dict, title: str, xlabel: str) -> None:
+    edges = np.asarray(hist["edges"])
+    if len(edges):
+        ax.stairs(hist["counts"], edges, fill=True, color="#55a868")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+
+
+def plot_stats(stats: dict, out: Path, prefix: str) -> list[Path]:
+    """Write the PNG plots for `stats`; returns their paths."""
+    from matplotlib.figure import Figure
+
+    plots = []
+    task = stats["task"]
+    panels: list[tuple] = []
+    if task == "detect":
+        panels = [("bar", stats["objects_per_class"], "objects per class (long tail)", "objects"),
+                  ("hist", stats["histograms"]["box_size_px"], "box size", "sqrt(area), px"),
+                  ("hist", stats["histograms"]["box_aspect_ratio_log2"], "box aspect ratio", "log2(w / h)")]
+    elif task == "classify":
+        panels = [("bar", stats["images_per_class"], "images per class (long tail)", "images"),
+                  ("hist", stats["histograms"]["image_aspect_ratio_log2"], "image aspect ratio", "log2(w / h)")]
+    elif task == "count":
+        panels = [("hist", stats["histograms"]["people_per_image"], "people per image", "people")]
+    elif task == "segment":
+        panels = [("bar", stats["pixel_fraction_per_class"], "pixels per class", "fraction")]
+    for kind, data, title, label in panels:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        (_bar if kind == "bar" else _hist)(ax, data, title, label)
+        path = out / f"{prefix}{title.split(' (')[0].replace(' ', '_')}.png"
+        _save(fig, path)
+        plots.append(path)
+    return plots
+
+
+def dataset_stats(path: Path, out: Path) -> dict:
+    """Stats of every dataset at or under `path`, written to `out/stats.json` + PNG plots."""
+    result = {}
+    for ds_path, fmt in find_datasets(path):
+        dataset = read_dataset(ds_path, fmt)
+        stats = _STATS[type(dataset)](dataset) | {"format": str(fmt)}
+        name = ds_path.name if ds_path != path else "dataset"
+        prefix = "" if ds_path == path else f"{name}_"
+        stats["plots"] = [p.name for p in plot_stats(stats, out, prefix)]
+        result[name] = stats
+    atomic_write_text(out / "stats.json", json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,1 @@
+"""Torch-free evaluation: metrics, accuracy x speed benchmarks, competition scores and reports."""

@@ -1,0 +1,1 @@
+"""Models: the registry, backbones, necks, heads and task models, and per-part profiling (torch world)."""

@@ -1,0 +1,1 @@
+"""Torch-free deployment: inference engines (ONNX Runtime, OpenVINO) and card-driven predictors. Never imports torch."""

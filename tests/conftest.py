@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny purpose-made datasets written with OpenCV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from leanvision.core import Detections
+from leanvision.data.formats import DetectionSet, Format, ImageRecord, write_detection
+
+
+def write_image(path: Path, width: int, height: int, seed: int = 0) -> Path:
+    """A small noisy RGB image (JPEG or PNG by suffix)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture
+def tiny_coco(tmp_path: Path) -> Path:
+    """A clean 3-image COCO set (one negative) with classes cell, debris."""
+    root = tmp_path / "coco"
+    records = []
+    for i, (w, h) in enumerate([(64, 48), (80, 60), (50, 50)], start=1):
+        write_image(root / "images" / f"img_{i}.jpg", w, h, seed=i)
+        boxes = np.array([[2, 3, 20, 30], [10, 5, 40, 25]], np.float32) if i < 3 else np.zeros((0, 4))
+        records.append(ImageRecord(f"img_{i}.jpg", w, h, Detections.from_boxes(boxes, [0, 1][: len(boxes)]), i))
+    write_detection(DetectionSet(("cell", "debris"), records, root / "images"), root, Format.COCO, copy_images=False)
+    return root
