@@ -40,7 +40,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
 ) -> None:
-    """Stages: data (synth, convert, check, stats), demo."""
+    """Stages: data (synth, convert, check, stats), profile, demo."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
@@ -52,9 +52,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from leanvision.cli import data, demo
+    from leanvision.cli import data, demo, profile
 
     app.add_typer(data.app, name="data")
+    app.command("profile")(profile.profile)
     app.command("demo")(demo.demo)
 
 

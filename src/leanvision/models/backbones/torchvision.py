@@ -1,0 +1,110 @@
+"""C3-C5 feature extractors built from torchvision classifiers (MobileNetV2, ResNet-50).
+
+The classifier is built with `weights=None` (nothing downloads); ImageNet weights come from
+a local torchvision state-dict file through `Backbone.load_torchvision`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+
+from leanvision.core.errors import ConfigError
+from leanvision.models.weights import StateDict, load_checked, read_state_dict
+
+NormLayer = Callable[[int], nn.Module]
+
+
+class Backbone(nn.Module):
+    """Runs a torchvision classifier's body and returns its C3, C4, C5 maps.
+
+    Args:
+        body: the classifier's layers up to C5, tapping the three outputs.
+        out_channels: channels of C3, C4, C5.
+        stage_starts: names of the `body` children that start each stage, input first;
+            `freeze` counts trainable stages from the end, as torchvision does.
+        source_prefix: key prefix of the body's layers in the classifier's state dict
+            ("features." for MobileNetV2, "" for ResNet).
+        source_ignored: state-dict prefixes of the classifier's own head ("fc.", ...).
+    """
+
+    strides: tuple[int, int, int] = (8, 16, 32)
+
+    def __init__(
+        self,
+        body: IntermediateLayerGetter,
+        *,
+        out_channels: tuple[int, int, int],
+        stage_starts: tuple[str, ...],
+        source_prefix: str,
+        source_ignored: tuple[str, ...],
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.out_channels = out_channels
+        self.stage_starts = stage_starts
+        self._source_prefix = source_prefix
+        self._source_ignored = source_ignored
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(N, 3, H, W) normalised images -> [C3, C4, C5], each (N, C_i, H/s_i, W/s_i)."""
+        return list(self.body(images).values())
+
+    def freeze(self, trainable_stages: int) -> None:
+        """Stop gradients in all but the last `trainable_stages` stages (0 freezes all)."""
+        if not 0 <= trainable_stages <= len(self.stage_starts):
+            raise ConfigError(
+                f"trainable_backbone_layers must be in 0..{len(self.stage_starts)}, got {trainable_stages}"
+            )
+        names = list(self.body.keys())
+        first = len(names) if trainable_stages == 0 else names.index(self.stage_starts[-trainable_stages])
+        for name in names[:first]:
+            self.body[name].requires_grad_(False)
+
+    def from_torchvision(self, state: Mapping[str, torch.Tensor]) -> StateDict:
+        """Rename a torchvision classifier state dict to this module's keys, dropping its head."""
+        body = {}
+        for key, value in state.items():
+            if key.startswith(self._source_ignored):
+                continue
+            name = key.removeprefix(self._source_prefix) if key.startswith(self._source_prefix) else key
+            body[f"body.{name}"] = value
+        return body
+
+    def load_torchvision(self, path: str | os.PathLike[str], *, what: str) -> None:
+        """Load a torchvision classifier state-dict file (e.g. `mobilenet_v2-b0353104.pth`)."""
+        load_checked(self, self.from_torchvision(read_state_dict(path)), path=path, what=what)
+
+
+def mobilenet_v2_c3c5(*, norm_layer: NormLayer = nn.BatchNorm2d) -> Backbone:
+    """MobileNetV2 `features`: C3 after block 6 (32 ch), C4 after 13 (96), C5 after 18 (1280).
+
+    Stages start at the stem and at every stride-2 block, as torchvision's
+    `_mobilenet_extractor` counts them (6 stages).
+    """
+    features = torchvision.models.mobilenet_v2(weights=None, norm_layer=norm_layer).features
+    starts = ["0"] + [name for name, block in features.named_children() if getattr(block, "_is_cn", False)]
+    starts.append(str(len(features) - 1))
+    body = IntermediateLayerGetter(features, return_layers={"6": "c3", "13": "c4", "18": "c5"})
+    return Backbone(
+        body, out_channels=(32, 96, 1280), stage_starts=tuple(starts),
+        source_prefix="features.", source_ignored=("classifier.",),
+    )
+
+
+def resnet50_c3c5(*, norm_layer: NormLayer = nn.BatchNorm2d) -> Backbone:
+    """ResNet-50: C3 = layer2 (512 ch), C4 = layer3 (1024), C5 = layer4 (2048).
+
+    Stages as torchvision's `_resnet_fpn_extractor`: stem (conv1, bn1), layer1..layer4.
+    """
+    resnet = torchvision.models.resnet50(weights=None, norm_layer=norm_layer)
+    body = IntermediateLayerGetter(resnet, return_layers={"layer2": "c3", "layer3": "c4", "layer4": "c5"})
+    return Backbone(
+        body, out_channels=(512, 1024, 2048), stage_starts=("conv1", "layer1", "layer2", "layer3", "layer4"),
+        source_prefix="", source_ignored=("fc.",),
+    )

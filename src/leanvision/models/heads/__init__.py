@@ -1,0 +1,1 @@
+"""Heads: task outputs over neck features."""

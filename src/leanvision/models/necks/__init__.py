@@ -1,0 +1,1 @@
+"""Necks: feature pyramids over backbone outputs."""

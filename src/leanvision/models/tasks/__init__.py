@@ -1,0 +1,1 @@
+"""Task models: one family per task (detect, classify, count, segment)."""
