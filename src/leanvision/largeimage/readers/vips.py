@@ -1,0 +1,90 @@
+"""libvips via pyvips: the widest format coverage (JPEG, TIFF pyramids, PNG, WebP, JP2, ...).
+
+Images are opened with random access: `access="sequential"` fails on out-of-order reads
+(PITFALLS.md), and a grid reads rows of windows. For JPEG, libvips' shrink-on-load (DCT
+scaling 1/2, 1/4, 1/8) gives reduced levels; for TIFF, pyramid pages or SubIFDs do. A
+random-access JPEG is decoded whole on first access (`memory=True` keeps it in RAM rather
+than in a temporary file). libvips starts its own thread pool in each process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from leanvision.core.deps import require
+from leanvision.core.errors import DataError
+from leanvision.largeimage.readers.base import (
+    Reader,
+    ReaderKind,
+    ReaderOptions,
+    check_file,
+    choose_level,
+    data_errors,
+    resize_into,
+)
+from leanvision.largeimage.readers.headers import ImageFormat, file_orientation, sniff
+
+_ASPECT_TOLERANCE = 0.02  # pyramid pages keep the base aspect ratio; labels and macros do not
+
+
+class VipsReader(Reader):
+    """Windowed reads through pyvips, at the coarsest level that gives the output size."""
+
+    kind = ReaderKind.PYVIPS
+
+    def __init__(self, path: str | os.PathLike[str], *, options: ReaderOptions) -> None:
+        path = check_file(path)
+        self._vips = require("pyvips", extra="io", purpose="the pyvips reader")
+        self._format = sniff(path)
+        with data_errors(path, "open image with libvips"):
+            base = self._load(path, {})
+            self._levels = [({}, base), *self._pyramid(path, base)]
+        super().__init__(path, options=options, orientation=file_orientation(path))
+
+    def _load(self, path: os.PathLike[str], extra: dict[str, Any]) -> Any:
+        # fail_on="error": a truncated file is an error, not a grey band with a warning.
+        return self._vips.Image.new_from_file(str(path), access="random", memory=True, fail_on="error", **extra)
+
+    def _pyramid(self, path: os.PathLike[str], base: Any) -> list[tuple[dict[str, Any], Any]]:
+        """Reduced levels (loader options, image), any order; headers only are read here."""
+        if self._format is ImageFormat.JPEG:
+            return [({"shrink": f}, self._load(path, {"shrink": f})) for f in (2, 4, 8)]
+        if self._format is not ImageFormat.TIFF:
+            return []
+        fields = set(base.get_fields())
+        pages = base.get("n-pages") if "n-pages" in fields else 1
+        subifds = base.get("n-subifds") if "n-subifds" in fields else 0
+        options = [{"page": p} for p in range(1, pages)] + [{"subifd": i} for i in range(subifds)]
+        levels = [(o, self._load(path, o)) for o in options]
+        aspect = base.width / base.height
+        return [(o, im) for o, im in levels if im.width < base.width and abs(im.width / im.height / aspect - 1) < _ASPECT_TOLERANCE]
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        base = self._levels[0][1]
+        return base.width, base.height
+
+    def _read_stored(self, x: int, y: int, w: int, h: int, out: np.ndarray) -> None:
+        base_w, base_h = self.stored_size
+        downs = [(base_w / im.width, base_h / im.height) for _, im in self._levels]
+        index = choose_level(downs, (w, h), (out.shape[1], out.shape[0])) if self.options.reduced else 0
+        image, (dx, dy) = self._levels[index][1], downs[index]
+        x0, y0 = min(round(x / dx), image.width - 1), min(round(y / dy), image.height - 1)
+        x1, y1 = max(x0 + 1, min(round((x + w) / dx), image.width)), max(y0 + 1, min(round((y + h) / dy), image.height))
+        with data_errors(self.path, "read a region with libvips"):
+            region = image.crop(x0, y0, x1 - x0, y1 - y0).numpy()
+        resize_into(self._rgb(region), out)
+
+    def _rgb(self, region: np.ndarray) -> np.ndarray:
+        if region.dtype != np.uint8:
+            raise DataError(f"the pyvips reader reads 8-bit images; this one is {region.dtype}", path=self.path)
+        if region.ndim == 2 or region.shape[2] < 3:
+            grey = region if region.ndim == 2 else region[..., 0]
+            return np.repeat(grey[..., None], 3, axis=2)
+        return region[..., :3]
+
+    def _close(self) -> None:
+        self._levels = []
