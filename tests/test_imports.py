@@ -17,7 +17,20 @@ class BlockTorch:
 sys.meta_path.insert(0, BlockTorch())
 """
 
-TORCH_FREE = ["leanvision", "leanvision.core", "leanvision.cli.main"]
+TORCH_FREE = [
+    "leanvision",
+    "leanvision.core",
+    "leanvision.cli.main",
+    "leanvision.runtime",
+    "leanvision.runtime.predictor",
+    "leanvision.runtime.engines.onnxruntime",
+    "leanvision.runtime.engines.openvino",
+    "leanvision.largeimage.grid",
+    "leanvision.largeimage.merge",
+    "leanvision.largeimage.readers",
+    "leanvision.evaluation.scores",
+    "leanvision.evaluation.counting",
+]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,82 @@
+"""Fitting an image to a model's input size, and mapping boxes between the two.
+
+`fit` says how a (height, width) source is placed in a (height, width) model input:
+scaled by (scale_x, scale_y) and, in letterbox mode, padded. Padding goes to the right and
+bottom only, so the image keeps its top-left corner at the input's origin:
+
+- model-input pixels = source pixels * scale (no offset to add or remove), the same
+  placement torchvision's `GeneralizedRCNNTransform` gives when it pads a batch, so a model
+  trained that way sees its padding where it was trained to;
+- anchors at the top-left cells cover image content rather than padding.
+
+`pad_x` and `pad_y` are therefore the numbers of padding columns (right) and rows (bottom);
+the image occupies input pixels [0, width - pad_x) x [0, height - pad_y).
+
+Box coordinates are continuous pixel edges (xyxy, x2 exclusive), the convention of
+torchvision and of OpenCV's resize (half-pixel centres map linearly), so a pure scale maps
+them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from leanvision.core.enums import ResizeMode
+
+
+@dataclass(frozen=True)
+class FitTransform:
+    """How a source image was placed in the model input.
+
+    Attributes:
+        scale_x, scale_y: model-input pixels per source pixel along x and y.
+        pad_x, pad_y: padding columns on the right and rows at the bottom, in input pixels.
+        resized_hw: (height, width) of the resized image inside the input, in input pixels.
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    resized_hw: tuple[int, int]
+
+    def apply_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) xyxy source pixels -> (N, 4) xyxy model-input pixels (float32)."""
+        return np.asarray(boxes, np.float32).reshape(-1, 4) * self._factor()
+
+    def invert_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) xyxy model-input pixels -> (N, 4) xyxy source pixels (float32)."""
+        return np.asarray(boxes, np.float32).reshape(-1, 4) / self._factor()
+
+    def _factor(self) -> np.ndarray:
+        return np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y], np.float32)
+
+
+def _check_size(name: str, hw: tuple[int, int]) -> tuple[int, int]:
+    height, width = (int(v) for v in hw)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name} must be a positive (height, width), got {tuple(hw)}")
+    return height, width
+
+
+def fit(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: ResizeMode) -> FitTransform:
+    """Place a `src_hw` (height, width) image in a `dst_hw` model input.
+
+    STRETCH scales each axis to fill the input (aspect ratio not kept, no padding).
+    LETTERBOX scales both axes by the same factor, the largest that fits, and pads the
+    right and bottom; the resized size is rounded to whole pixels and the scales are the
+    exact ratios of the rounded size, so `invert_boxes` maps the resized image's edges to
+    the source's edges.
+    """
+    src_h, src_w = _check_size("src_hw", src_hw)
+    dst_h, dst_w = _check_size("dst_hw", dst_hw)
+    if mode is ResizeMode.STRETCH:
+        return FitTransform(dst_w / src_w, dst_h / src_h, 0, 0, (dst_h, dst_w))
+    if mode is not ResizeMode.LETTERBOX:
+        raise ValueError(f"unknown resize mode {mode!r}")
+    scale = min(dst_h / src_h, dst_w / src_w)
+    new_h = min(dst_h, max(1, round(src_h * scale)))
+    new_w = min(dst_w, max(1, round(src_w * scale)))
+    return FitTransform(new_w / src_w, new_h / src_h, dst_w - new_w, dst_h - new_h, (new_h, new_w))

@@ -1,0 +1,299 @@
+"""Card-driven detection predictor: images -> engine -> `Detections` in image pixels.
+
+    predictor = load_predictor("exported/retinanet")       # model file + model_card.json
+    detections = predictor([image_rgb])                     # list[Detections]
+
+Everything the predictor does comes from the model card: input size, resize mode,
+channel order and normalisation (preprocess), anchors and box coder (decode), thresholds
+and NMS kind (post-process). Post-processing options can be overridden per predictor.
+The predictor is pure: it keeps nothing between calls; the engine is its only shared part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leanvision.core.card import CARD_FILENAME, ModelCard, PostprocessSpec
+from leanvision.core.config import Config
+from leanvision.core.detections import Detections
+from leanvision.core.enums import NmsKind, Task
+from leanvision.core.errors import ConfigError, DataError, ModelError
+from leanvision.core.letterbox import FitTransform, fit
+from leanvision.core.protocols import Prepared, RawOutputs
+from leanvision.runtime.decode import Candidates, decode_candidates, generate_anchors
+from leanvision.runtime.engines import Backend, Engine, EngineOptions, open_engine
+from leanvision.runtime.engines.base import as_backend
+from leanvision.runtime.nms import SoftKind, matrix_nms, nms, soft_nms
+
+ImageInput = np.ndarray | str | os.PathLike[str]
+DEFAULT_OUTPUTS = ("cls_logits", "bbox_regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class PostprocessOptions(Config):
+    """Detection post-processing: the card's `PostprocessSpec` plus the NMS variants' knobs.
+
+    Attributes:
+        score_threshold: candidates need a sigmoid score above this.
+        nms: suppression kind.
+        iou_threshold: hard NMS drops IoU > this; linear Soft-NMS decays IoU > this.
+        topk_candidates: per feature level, candidates kept before NMS (torchvision: 1000).
+        max_detections: detections kept per image, best first.
+        class_agnostic: suppress across classes.
+        soft_sigma: Gaussian Soft-NMS penalty exp(-IoU^2 / sigma); 0.5 in Bodla et al. 2017.
+        matrix_kind: Matrix NMS decay function.
+        matrix_sigma: Gaussian Matrix NMS exp(-sigma IoU^2); 2.0 in SOLOv2.
+        matrix_top_k: candidates Matrix NMS considers (its IoU matrix is matrix_top_k^2).
+        post_score_threshold: Soft/Matrix NMS drop boxes whose decayed score is not above
+            this; None: `score_threshold`.
+    """
+
+    score_threshold: float = 0.05
+    nms: NmsKind = NmsKind.HARD
+    iou_threshold: float = 0.5
+    topk_candidates: int = 1000
+    max_detections: int = 300
+    class_agnostic: bool = False
+    soft_sigma: float = 0.5
+    matrix_kind: SoftKind = SoftKind.GAUSSIAN
+    matrix_sigma: float = 2.0
+    matrix_top_k: int = 1000
+    post_score_threshold: float | None = None
+
+    @classmethod
+    def from_card(cls, spec: PostprocessSpec, overrides: Mapping[str, Any] | None = None) -> PostprocessOptions:
+        """The card's options with `overrides` (key -> value, validated) applied."""
+        return cls.from_dict(spec.to_dict() | dict(overrides or {}), where="postprocess")
+
+    @property
+    def decayed_threshold(self) -> float:
+        return self.score_threshold if self.post_score_threshold is None else self.post_score_threshold
+
+
+def suppress(candidates: Candidates, options: PostprocessOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Run the chosen NMS: (kept indices best first, their final scores), at most max_detections."""
+    labels = None if options.class_agnostic else candidates.labels
+    boxes, scores = candidates.boxes, candidates.scores
+    if options.nms is NmsKind.HARD:
+        keep = nms(boxes, scores, options.iou_threshold, labels, max_detections=options.max_detections)
+        return keep, scores[keep]
+    if options.nms is NmsKind.MATRIX:
+        keep, new = matrix_nms(
+            boxes, scores, kind=options.matrix_kind, sigma=options.matrix_sigma,
+            score_threshold=options.decayed_threshold, top_k=options.matrix_top_k, labels=labels,
+        )
+        return keep[: options.max_detections], new[: options.max_detections]
+    kind = SoftKind.LINEAR if options.nms is NmsKind.SOFT_LINEAR else SoftKind.GAUSSIAN
+    return soft_nms(
+        boxes, scores, kind=kind, iou_threshold=options.iou_threshold, sigma=options.soft_sigma,
+        score_threshold=options.decayed_threshold, max_detections=options.max_detections, labels=labels,
+    )
+
+
+def read_image(item: ImageInput, index: int) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from an array or an image file, or DataError."""
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or 0 in item.shape:
+            raise DataError(f"image {index}: expected an HxWx3 uint8 RGB array, got {item.dtype} {item.shape}")
+        return item
+    import cv2
+
+    path = Path(item)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        reason = "cannot decode image" if path.is_file() else "image file not found"
+        raise DataError(reason, path=path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class DetectionPredictor:
+    """A `StagedPredictor` for anchor-based detectors exported as torchvision's RetinaNet head.
+
+    Args:
+        engine: runs the model; outputs `cls_logits` (N, A, C) and `bbox_regression` (N, A, 4)
+            (names from the card's `outputs` when given, in that order).
+        card: the model's card (task detect, with anchors and box_coder).
+        overrides: post-processing options replacing the card's, e.g. {"nms": "matrix"}.
+
+    Raises:
+        ModelError: the card does not describe a detector or disagrees with the model.
+        ConfigError: an override is unknown or of the wrong type.
+    """
+
+    def __init__(self, engine: Engine, card: ModelCard, *, overrides: Mapping[str, Any] | None = None) -> None:
+        if card.task is not Task.DETECT or card.anchors is None or card.box_coder is None:
+            raise ModelError(f"card '{card.name}' is for task {card.task.value}, not a detector", path=engine.path)
+        self.engine = engine
+        self.card = card
+        self.options = PostprocessOptions.from_card(card.postprocess, overrides)
+        self._input_hw = (card.input.height, card.input.width)
+        self._anchors = generate_anchors(card.anchors, self._input_hw)
+        self._output_names = _output_names(card)
+        self._check_engine()
+        self._mean = np.asarray(card.input.mean, np.float32)
+        self._std = np.asarray(card.input.std, np.float32)
+
+    def _check_engine(self) -> None:
+        shape = self.engine.input_shape
+        model_hw = tuple(shape[2:]) if len(shape) == 4 else ()
+        if len(model_hw) != 2 or any(m is not None and m != c for m, c in zip(model_hw, self._input_hw, strict=True)):
+            shown = "x".join("?" if d is None else str(d) for d in model_hw) or str(list(shape))
+            raise ModelError(
+                f"{CARD_FILENAME} says input {self._input_hw[0]}x{self._input_hw[1]} but "
+                f"{self.engine.path.name} takes {shown}",
+                path=self.engine.path.parent,
+            )
+        missing = [n for n in self._output_names if n not in self.engine.output_names]
+        if missing:
+            raise ModelError(
+                f"model has no output {missing[0]!r} named by {CARD_FILENAME} (outputs: {', '.join(self.engine.output_names)})",
+                path=self.engine.path,
+            )
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.engine.num_requests
+
+    def close(self) -> None:
+        """Close the engine (finishing in-flight requests)."""
+        self.engine.close()
+
+    def __enter__(self) -> DetectionPredictor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DetectionPredictor({self.card.name!r}, {self.engine!r}, nms={self.options.nms.value})"
+
+    def __call__(self, images: Sequence[ImageInput]) -> list[Detections]:
+        """Detections per image, in that image's pixels (xyxy float32)."""
+        if len(images) == 0:
+            return []
+        prepared = self.preprocess(images)
+        return self.postprocess(self.engine.infer(prepared.batch), prepared)
+
+    def preprocess(self, images: Sequence[ImageInput]) -> Prepared:
+        """Fit each image to the input (card's resize mode), reorder channels, normalise.
+
+        Returns:
+            `Prepared` with batch (N, 3, H, W) float32 (uint8 when the card's dtype says the
+            model normalises in-graph), source sizes and `FitTransform`s.
+        """
+        arrays = [read_image(item, i) for i, item in enumerate(images)]
+        transforms = tuple(fit(a.shape[:2], self._input_hw, self.card.input.resize) for a in arrays)
+        batch = np.full((len(arrays), *self._input_hw, 3), self.card.input.pad_value, np.uint8)
+        for slot, image, transform in zip(batch, arrays, transforms, strict=True):
+            _paste_resized(slot, image, transform)
+        if self.card.input.color == "BGR":
+            batch = batch[..., ::-1]
+        sizes = tuple((int(a.shape[0]), int(a.shape[1])) for a in arrays)
+        return Prepared(self._to_model_input(batch), sizes, transforms)
+
+    def _to_model_input(self, batch: np.ndarray) -> np.ndarray:
+        chw = batch.transpose(0, 3, 1, 2)  # reorder the uint8 pixels: 4x less to move than floats
+        if self.card.input.dtype == "uint8":
+            return np.ascontiguousarray(chw)
+        out = np.empty(chw.shape, np.float32)
+        np.subtract(chw, self._mean[:, None, None], out=out, dtype=np.float32)
+        out /= self._std[:, None, None]
+        return out
+
+    def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
+        self.engine.submit(prepared.batch, on_done)
+
+    def wait_all(self) -> None:
+        self.engine.wait_all()
+
+    def postprocess(self, raw: RawOutputs, prepared: Prepared) -> list[Detections]:
+        """Decode, suppress and map back to each source image's pixels."""
+        logits, deltas = (np.asarray(raw[name]) for name in self._output_names)
+        self._check_outputs(logits, deltas, len(prepared.sizes))
+        return [
+            self._detect_one(logits[i], deltas[i], transform, size)
+            for i, (transform, size) in enumerate(zip(prepared.transforms, prepared.sizes, strict=True))
+        ]
+
+    def _check_outputs(self, logits: np.ndarray, deltas: np.ndarray, batch: int) -> None:
+        num_anchors = sum(len(a) for a in self._anchors)
+        expected = [(batch, num_anchors, self.card.num_classes), (batch, num_anchors, 4)]
+        if [logits.shape, deltas.shape] != expected:
+            raise ModelError(
+                f"model outputs {list(logits.shape)} and {list(deltas.shape)}, but {CARD_FILENAME} "
+                f"(anchors, {self.card.num_classes} classes) implies {[list(e) for e in expected]}",
+                path=self.engine.path,
+            )
+
+    def _detect_one(
+        self, logits: np.ndarray, deltas: np.ndarray, transform: FitTransform, size: tuple[int, int]
+    ) -> Detections:
+        candidates = decode_candidates(
+            logits, deltas, self._anchors, self.card.box_coder,
+            score_threshold=self.options.score_threshold, topk=self.options.topk_candidates,
+            clip_hw=transform.resized_hw,  # torchvision clips to the image, not its padding
+        )
+        keep, scores = suppress(candidates, self.options)
+        boxes = transform.invert_boxes(candidates.boxes[keep])
+        return Detections(boxes, scores, candidates.labels[keep]).clip(size[1], size[0])
+
+
+def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform) -> None:
+    import cv2
+
+    height, width = transform.resized_hw
+    if image.shape[:2] == (height, width):
+        slot[:height, :width] = image
+    else:
+        slot[:height, :width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _output_names(card: ModelCard) -> tuple[str, str]:
+    names = tuple(o.name for o in card.outputs) or DEFAULT_OUTPUTS
+    if len(names) != 2:
+        raise ModelError(f"card '{card.name}': a detector has 2 outputs (cls_logits, bbox_regression), got {names}")
+    return names[0], names[1]
+
+
+def find_model_file(model_dir: Path, backend: Backend | None) -> Path:
+    """The model file in `model_dir`: `model.xml` (OpenVINO IR) if present, else `model.onnx`.
+
+    With backend="onnxruntime" only `model.onnx` qualifies.
+    """
+    names = ("model.onnx",) if backend is Backend.ONNXRUNTIME else ("model.xml", "model.onnx")
+    for name in names:
+        if (model_dir / name).is_file():
+            return model_dir / name
+    raise ModelError(f"no model file in the model directory (expected {' or '.join(names)})", path=model_dir)
+
+
+def load_predictor(
+    model_dir: str | os.PathLike[str],
+    *,
+    backend: Backend | str | None = None,
+    options: EngineOptions | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> DetectionPredictor:
+    """Open an exported model directory (model file + `model_card.json`) as a predictor.
+
+    Raises:
+        ModelError: missing or corrupt model or card, or a card that disagrees with the model.
+        ConfigError: an unknown backend or override.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError("model directory not found", path=model_dir)
+    card = ModelCard.load(model_dir)
+    chosen = as_backend(backend)
+    engine = open_engine(find_model_file(model_dir, chosen), backend=chosen, options=options)
+    try:
+        return DetectionPredictor(engine, card, overrides=overrides)
+    except (ModelError, ConfigError):
+        engine.close()
+        raise
