@@ -123,6 +123,9 @@ class ModelCard(Config):
         postprocess: detection thresholds and NMS.
         precision: numeric precision of the weights/compute.
         metrics: figures measured at training, export or quantization time.
+        layer_groups: named groups of the exported graph's nodes (e.g. "backbone", "fpn",
+            "head") as regular expressions on node names, so that tools can address a
+            part of the model (`quantize --keep-fp32 fpn`) whatever the exporter named them.
         provenance: where it came from (checkpoint, versions, dates), free-form strings.
     """
 
@@ -139,6 +142,7 @@ class ModelCard(Config):
     postprocess: PostprocessSpec = PostprocessSpec()
     precision: Precision = Precision.FP32
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    layer_groups: dict[str, str] = dataclasses.field(default_factory=dict)
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
