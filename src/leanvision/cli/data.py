@@ -26,6 +26,9 @@ def synth(
     images: int | None = typer.Option(None, "--images", help="Training images (default per task; val gets ~1/4)."),
     slides: int = typer.Option(0, "--slides", help="detect: also write K large slides (tiled pyramidal TIFF + JPEG)."),
     slide_size: int = typer.Option(12000, "--slide-size", help="detect: slide side in pixels."),
+    large_images: int | None = typer.Option(None, "--large-images", help="count: large crowd images (default 3)."),
+    large_size: int = typer.Option(3072, "--large-size", help="count: long side of the large images."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace dataset folders not written by synth."),
     json_out: Path | None = JSON_OPTION,
 ) -> None:
     """Write a deterministic synthetic dataset for TASK under OUT."""
@@ -33,6 +36,7 @@ def synth(
 
     with progress_bar(f"synth {task}") as update:
         summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
+                             large_images=large_images, large_size=large_size, overwrite=overwrite,
                              progress=lambda stage, done, total: update(done, total, stage))
     for split, info in summary["splits"].items():
         out.print(f"{out_dir / split}: {info['images']} images, {info['objects']} objects")

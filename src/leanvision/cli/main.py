@@ -47,7 +47,7 @@ def _root(
     )
     if not debug:
         # Third-party loggers (NNCF, OpenVINO, ray) stay at warnings unless debugging.
-        for name in ("nncf", "openvino", "ray", "matplotlib", "PIL"):
+        for name in ("nncf", "openvino", "ray", "matplotlib", "PIL", "pyvips"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

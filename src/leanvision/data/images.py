@@ -40,7 +40,11 @@ def read_size(path: Path) -> tuple[int, int]:
     if suffix in JPEG_SUFFIXES and (simplejpeg := _try_import("simplejpeg")) is not None:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
-        height, width, _, _ = simplejpeg.decode_jpeg_header(head)
+            try:
+                height, width, _, _ = simplejpeg.decode_jpeg_header(head)
+            except ValueError:
+                # EXIF thumbnails or ICC profiles can push the frame header past 64 KiB.
+                height, width, _, _ = simplejpeg.decode_jpeg_header(head + f.read())
         return int(width), int(height)
     if suffix in TIFF_SUFFIXES and (tifffile := _try_import("tifffile")) is not None:
         with tifffile.TiffFile(path) as tif:
