@@ -36,7 +36,7 @@ def test_apply_then_invert_is_the_identity(mode, src):
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 1, (20, 2, 2)) * np.array(src[::-1])
     boxes = np.concatenate([xy.min(1), xy.max(1)], axis=1)
-    t = fit(src, (320, 256), mode)
+    t = fit(src, (320, 256), mode, 0.3 if mode is ResizeMode.SCALE else None)
     np.testing.assert_allclose(t.invert_boxes(t.apply_boxes(boxes)), boxes, rtol=1e-5, atol=1e-3)
     assert t.apply_boxes(boxes)[:, 2].max() <= 256 - t.pad_x + 1e-3
     assert t.apply_boxes(boxes)[:, 3].max() <= 320 - t.pad_y + 1e-3
@@ -48,3 +48,16 @@ def test_empty_sizes_are_refused(bad):
         fit(bad, (10, 10), ResizeMode.STRETCH)
     with pytest.raises(ValueError, match="positive"):
         fit((10, 10), bad, ResizeMode.LETTERBOX)
+
+
+def test_scale_mode_keeps_the_trained_scale_and_pads():
+    # S0: an 800 px tile at scale 0.5 becomes 400 px of image in an 800 px input.
+    t = fit((800, 800), (800, 800), ResizeMode.SCALE, 0.5)
+    assert (t.scale_x, t.scale_y, t.pad_x, t.pad_y, t.resized_hw) == (0.5, 0.5, 400, 400, (400, 400))
+    # A 1600 px window fills the input exactly.
+    assert fit((1600, 1600), (800, 800), ResizeMode.SCALE, 0.5).pad_x == 0
+    # Too large for the input at that scale: letterboxed instead.
+    big = fit((4000, 2000), (800, 800), ResizeMode.SCALE, 0.5)
+    assert big.scale_x == pytest.approx(0.2) and big.resized_hw == (800, 400)
+    with pytest.raises(ValueError, match="positive scale"):
+        fit((10, 10), (8, 8), ResizeMode.SCALE)

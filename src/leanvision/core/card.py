@@ -31,6 +31,9 @@ class InputSpec(Config):
         mean, std: per-channel normalisation applied to 0-255 pixel values:
             x = (pixel - mean) / std.
         resize: how an image (or tile) is fitted to the input size.
+        scale: with resize "scale", model-input pixels per image pixel, the scale the model
+            was trained at (S0: 0.5, 1600 px windows of a slide become 800 px inputs). A large
+            image is tiled into windows of input / scale pixels at this scale.
         pad_value: pixel value of letterbox padding, before normalisation.
         dtype: element type the model takes, "float32" or "uint8" (normalisation in-graph).
     """
@@ -42,12 +45,24 @@ class InputSpec(Config):
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     resize: ResizeMode = ResizeMode.STRETCH
+    scale: float | None = None
     pad_value: int = 0
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"input size must be positive, got {self.height}x{self.width}")
+        if (self.resize is ResizeMode.SCALE) != (self.scale is not None):
+            raise ValueError("input.scale is given exactly when resize is 'scale'")
+        if self.scale is not None and not 0 < self.scale <= 8:
+            raise ValueError(f"input.scale must be in (0, 8], got {self.scale}")
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(height, width) of the image region one model input covers at the card's scale."""
+        if self.scale is None:
+            return self.height, self.width
+        return round(self.height / self.scale), round(self.width / self.scale)
         if self.layout != "NCHW":
             raise ValueError(f"layout {self.layout!r} is not supported (NCHW only)")
         if self.color not in ("RGB", "BGR"):

@@ -23,6 +23,7 @@ class Precision(enum.StrEnum):
 class ResizeMode(enum.StrEnum):
     STRETCH = "stretch"  # resize to the input size, aspect ratio not kept
     LETTERBOX = "letterbox"  # keep aspect ratio, pad right/bottom (S1's structure retention)
+    SCALE = "scale"  # fixed scale (card.input.scale), pad right/bottom: S0's 1600 px -> 800 px
 
 
 class NmsKind(enum.StrEnum):

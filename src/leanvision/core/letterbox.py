@@ -61,7 +61,9 @@ def _check_size(name: str, hw: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-def fit(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: ResizeMode) -> FitTransform:
+def fit(
+    src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: ResizeMode, scale: float | None = None
+) -> FitTransform:
     """Place a `src_hw` (height, width) image in a `dst_hw` model input.
 
     STRETCH scales each axis to fill the input (aspect ratio not kept, no padding).
@@ -69,14 +71,21 @@ def fit(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: ResizeMode) -> F
     right and bottom; the resized size is rounded to whole pixels and the scales are the
     exact ratios of the rounded size, so `invert_boxes` maps the resized image's edges to
     the source's edges.
+    SCALE scales both axes by `scale` (the scale the model was trained at) and pads the
+    right and bottom; an image that would not fit at that scale is letterboxed instead
+    (large images are meant to be tiled at the card's scale before they get here).
     """
     src_h, src_w = _check_size("src_hw", src_hw)
     dst_h, dst_w = _check_size("dst_hw", dst_hw)
     if mode is ResizeMode.STRETCH:
         return FitTransform(dst_w / src_w, dst_h / src_h, 0, 0, (dst_h, dst_w))
-    if mode is not ResizeMode.LETTERBOX:
+    if mode not in (ResizeMode.LETTERBOX, ResizeMode.SCALE):
         raise ValueError(f"unknown resize mode {mode!r}")
-    scale = min(dst_h / src_h, dst_w / src_w)
-    new_h = min(dst_h, max(1, round(src_h * scale)))
-    new_w = min(dst_w, max(1, round(src_w * scale)))
+    factor = min(dst_h / src_h, dst_w / src_w)
+    if mode is ResizeMode.SCALE:
+        if scale is None or scale <= 0:
+            raise ValueError("resize mode 'scale' needs a positive scale")
+        factor = min(scale, factor)
+    new_h = min(dst_h, max(1, round(src_h * factor)))
+    new_w = min(dst_w, max(1, round(src_w * factor)))
     return FitTransform(new_w / src_w, new_h / src_h, dst_w - new_w, dst_h - new_h, (new_h, new_w))

@@ -188,7 +188,7 @@ class DetectionPredictor:
             model normalises in-graph), source sizes and `FitTransform`s.
         """
         arrays = [read_image(item, i) for i, item in enumerate(images)]
-        transforms = tuple(fit(a.shape[:2], self._input_hw, self.card.input.resize) for a in arrays)
+        transforms = tuple(fit(a.shape[:2], self._input_hw, self.card.input.resize, self.card.input.scale) for a in arrays)
         batch = np.full((len(arrays), *self._input_hw, 3), self.card.input.pad_value, np.uint8)
         for slot, image, transform in zip(batch, arrays, transforms, strict=True):
             _paste_resized(slot, image, transform)
