@@ -21,7 +21,7 @@ def test_help_lists_every_stage(capsys):
     for stage in ("data", "demo"):
         assert stage in out
     code, out, _ = run(["data", "--help"], capsys)
-    for verb in ("synth", "convert", "check", "stats"):
+    for verb in ("synth", "convert", "check", "stats", "preview"):
         assert verb in out
 
 

@@ -9,7 +9,7 @@ import typer
 from leanvision.cli.ui import console, emit_json, out, progress_bar
 from leanvision.core import Task
 
-app = typer.Typer(help="Datasets: synth, convert, check, stats.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: synth, convert, check, stats, preview.", no_args_is_help=True)
 
 JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout).")
 
@@ -100,3 +100,19 @@ def stats(
         out.print(f"{name} ({s['task']}, {s['format']}): {s['images']} images, {objects} objects/items; "
                   f"plots: {', '.join(s['plots'])}")
     out.print(f"wrote {out_dir / 'stats.json'}")
+
+
+@app.command()
+def preview(
+    path: Path = typer.Argument(..., help="A detection dataset (COCO, VOC or YOLO)."),
+    recipe: Path = typer.Option(..., "--recipe", help="A training recipe YAML (its augment steps) or a YAML list of steps."),
+    n: int = typer.Option(16, "--n", min=1, help="Number of augmented samples."),
+    out_file: Path = typer.Option(..., "--out", help="Grid image to write (.png)."),
+    seed: int = typer.Option(0, "--seed"),
+    negatives: Path | None = typer.Option(None, "--negatives", help="Folder of negative images for replace_background (default: the dataset's own)."),
+) -> None:
+    """Draw N augmented samples of a dataset with their boxes, as the recipe would train on them."""
+    from leanvision.data.preview import load_augment_steps, preview_grid
+
+    written = preview_grid(path, load_augment_steps(recipe), n=n, out=out_file, seed=seed, negatives=negatives)
+    out.print(f"wrote {written}")
