@@ -179,11 +179,12 @@ def test_random_flip_is_exact(scene, seed):
 
 @PROPERTY
 @given(scene=scenes(min_side=12), height=st.integers(16, 200), width=st.integers(16, 200),
-       mode=st.sampled_from(list(ResizeMode)))
-def test_fit_to_size_gives_the_exact_size_and_true_boxes(scene, height, width, mode):
+       mode=st.sampled_from(list(ResizeMode)), fixed_scale=st.floats(0.25, 2.0))
+def test_fit_to_size_gives_the_exact_size_and_true_boxes(scene, height, width, mode, fixed_scale):
     image, targets = scene
     h, w = image.shape[:2]
-    out, fitted = fit_to_size(image, targets, height, width, mode=mode)
+    scale_arg = fixed_scale if mode is ResizeMode.SCALE else None
+    out, fitted = fit_to_size(image, targets, height, width, mode=mode, scale=scale_arg)
     assert out.shape == (height, width, 3) and len(fitted) == len(targets)
     scale = max(width / w, height / h)
     # A rectangle shrunk below ~3 px has no pure pixel left; only check those that keep some.

@@ -64,6 +64,7 @@ class DetectionDataset(Dataset):
         seed: int,
         resize: ResizeMode = ResizeMode.LETTERBOX,
         pad_value: int = 0,
+        scale: float | None = None,
     ) -> None:
         if not dataset.images:
             raise DataError("the dataset has no images", path=dataset.image_root)
@@ -76,6 +77,7 @@ class DetectionDataset(Dataset):
         self.seed = seed
         self.resize = ResizeMode(resize)
         self.pad_value = pad_value
+        self.scale = scale
         self._bad = torch.zeros(len(dataset.images), dtype=torch.uint8).share_memory_()
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
@@ -124,7 +126,8 @@ class DetectionDataset(Dataset):
         if self.augment is not None:
             image, targets = self.augment(image, targets, sample_rng(self.seed, self.epoch, index))
         height, width = self.input_size
-        image, targets = fit_to_size(image, targets, height, width, mode=self.resize, pad_value=self.pad_value)
+        image, targets = fit_to_size(image, targets, height, width, mode=self.resize, pad_value=self.pad_value,
+                                      scale=self.scale)
         return image, targets, source
 
     def __getitem__(self, index: int) -> Sample:

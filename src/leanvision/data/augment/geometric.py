@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leanvision.core import Config, Detections, ResizeMode
+from leanvision.core.letterbox import fit
 from leanvision.data.augment.common import clip_boxes
 
 
@@ -161,26 +162,25 @@ def fit_to_size(
     *,
     mode: ResizeMode = ResizeMode.LETTERBOX,
     pad_value: int = 0,
+    scale: float | None = None,
 ) -> tuple[np.ndarray, Detections]:
-    """Resize to exactly `height` x `width`: stretched, or letterboxed (aspect kept, the
-    image at the top-left, padding right/bottom with `pad_value`, as `core.ResizeMode` says).
+    """Resize to exactly `height` x `width` as `core.letterbox.fit` places an image in a
+    model input (stretch; letterbox; or a fixed `scale`), the image at the top-left and
+    padding right/bottom with `pad_value`.
 
     Boxes are scaled by the exact per-axis factors of the resized content.
     """
     h, w = image.shape[:2]
-    if (h, w) == (height, width):
+    if (h, w) == (height, width) and ResizeMode(mode) is not ResizeMode.SCALE:
         return image, targets
-    if ResizeMode(mode) is ResizeMode.STRETCH:
-        new_w, new_h = width, height
-    else:
-        scale = min(width / w, height / h)
-        new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
-    resized = _resize(image, new_w, new_h)
+    transform = fit((h, w), (height, width), ResizeMode(mode), scale)
+    new_h, new_w = transform.resized_hw
+    resized = image if (new_h, new_w) == (h, w) else _resize(image, new_w, new_h)
     if (new_h, new_w) != (height, width):
         canvas = np.full((height, width, image.shape[2]), pad_value, image.dtype)
         canvas[:new_h, :new_w] = resized
         resized = canvas
-    return np.ascontiguousarray(resized), targets.scale(new_w / w, new_h / h)
+    return np.ascontiguousarray(resized), targets.scale(transform.scale_x, transform.scale_y)
 
 
 @dataclass(frozen=True)

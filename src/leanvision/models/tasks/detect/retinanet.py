@@ -34,7 +34,7 @@ from leanvision.core.card import (
 )
 from leanvision.core.config import Config
 from leanvision.core.detections import Detections
-from leanvision.core.enums import NmsKind, Task
+from leanvision.core.enums import NmsKind, ResizeMode, Task
 from leanvision.core.errors import ConfigError, DataError
 from leanvision.models.backbones.torchvision import Backbone, NormLayer
 from leanvision.models.heads.retina import retina_head
@@ -269,6 +269,8 @@ class RetinaNetDetector(nn.Module):
         input_size: tuple[int, int] = (800, 800),
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        resize: ResizeMode = ResizeMode.STRETCH,
+        scale: float | None = None,
     ) -> ModelCard:
         """The model card for running this model at `input_size` (H, W) pixels.
 
@@ -276,6 +278,7 @@ class RetinaNetDetector(nn.Module):
             class_names: label index -> name; as many as the head has classes.
             input_size: (height, width) of the model input.
             mean, std: normalisation on 0-255 RGB pixels, (pixel - mean) / std.
+            resize, scale: how images are fitted to the input (`core.InputSpec`).
         """
         if len(class_names) != self.num_classes:
             raise ConfigError(f"{len(class_names)} class names for a {self.num_classes}-class {self.name}")
@@ -284,7 +287,7 @@ class RetinaNetDetector(nn.Module):
             name=self.name,
             task=Task.DETECT,
             class_names=tuple(class_names),
-            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std),
+            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std, resize=resize, scale=scale),
             outputs=(OutputSpec("cls_logits", "N,A,C"), OutputSpec("bbox_regression", "N,A,4")),
             anchors=AnchorSpec(
                 sizes=self.anchor_sizes, aspect_ratios=self.aspect_ratios, strides=strides,

@@ -1,0 +1,42 @@
+"""`leanvision train`: run a training recipe, or resume a run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from leanvision.cli.ui import emit_json, out
+
+logger = logging.getLogger(__name__)
+
+
+def train(
+    overrides: list[str] | None = typer.Argument(
+        None, help="key=value overrides, dotted for groups: optimizer.lr=0.005 schedule.epochs=50."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Training recipe (YAML), e.g. configs/s0_cervical_retinanet.yaml."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue a run from its directory (last.pt) or a checkpoint; ends as an uninterrupted run would."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout)."),
+) -> None:
+    """Train a detection model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
+    from leanvision.training import load_config, resume_config
+    from leanvision.training import train as run_training
+
+    items = list(overrides or [])
+    if resume is not None:
+        recipe = load_config(config, items) if config is not None else None
+        recipe_config = resume_config(resume, items, recipe=recipe)
+    else:
+        recipe_config = load_config(config, items)
+    result = run_training(recipe_config, resume=resume)
+    best = f"best val mAP@0.5 {result.best_map50:.4f} (epoch {result.best_epoch})" if result.best_map50 is not None else "no val set"
+    out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
+    if result.skipped:
+        out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
+    if json_out is not None:
+        emit_json({"run_dir": str(result.run_dir), "epochs": result.epochs, "best_map50": result.best_map50,
+                   "best_epoch": result.best_epoch, "last_metrics": result.last_metrics,
+                   "skipped": [str(issue) for issue in result.skipped]},
+                  None if str(json_out) == "-" else json_out)

@@ -1,0 +1,267 @@
+"""The training recipe: one frozen dataclass per option group, YAML is only its saved form.
+
+`TrainConfig.from_yaml(path)` reads a complete recipe (no `_base_` inheritance; every key is
+documented in `configs/s0_cervical_retinanet.yaml`); `load_config(path, overrides)` also
+applies `key=value` overrides (dotted keys for groups: `optimizer.lr=0.005`) and checks the
+augmentation steps with the augmentation builder, so a typo fails before any training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leanvision.core import Config, ConfigError, ResizeMode
+
+
+class OptimizerKind(enum.StrEnum):
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+class AmpMode(enum.StrEnum):
+    """bf16 autocast on CPU: AUTO decides from the CPU's ISA (see `training.hooks.amp`)."""
+
+    AUTO = "auto"
+    OFF = "off"
+    BF16 = "bf16"
+
+
+@dataclass(frozen=True)
+class ModelOptions(Config):
+    """Which architecture to build (`models.create_model`) and where its weights come from.
+
+    Attributes:
+        name: registry name, e.g. "retinanet_mbv2_slim".
+        weights: a full-model state dict to start from (fine-tuning), local file.
+        weights_backbone: a backbone state dict (e.g. torchvision's ImageNet MobileNetV2),
+            local file; nothing is downloaded.
+        overrides: architecture keyword overrides passed to `create_model`.
+    """
+
+    name: str = "retinanet_mbv2_slim"
+    weights: Path | None = None
+    weights_backbone: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataOptions(Config):
+    """Datasets (any detection format `data.formats` reads) and the model input size.
+
+    Attributes:
+        train, val: dataset directories; `val` may be None (no evaluation, no best.pt).
+        input_size: (height, width) of the model input in pixels.
+        resize: how images are fitted to the input for training and evaluation, and
+            later deployment (the model card carries it): stretch, letterbox, or scale.
+        scale: with resize "scale", model-input pixels per image pixel (S0: 0.5).
+    """
+
+    train: Path
+    val: Path | None = None
+    input_size: tuple[int, int] = (800, 800)
+    resize: ResizeMode = ResizeMode.STRETCH
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.input_size) < 32:
+            raise ValueError(f"input_size must be at least 32 px a side, got {self.input_size}")
+        if (self.resize is ResizeMode.SCALE) != (self.scale is not None):
+            raise ValueError("data.scale is given exactly when data.resize is 'scale'")
+
+
+@dataclass(frozen=True)
+class OptimizerOptions(Config):
+    """Optimizer. Weight decay is not applied to norm layers and biases.
+
+    Attributes:
+        clip_grad_norm: clip the global gradient L2 norm to this value; None disables.
+    """
+
+    kind: OptimizerKind = OptimizerKind.SGD
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    clip_grad_norm: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ScheduleOptions(Config):
+    """Epochs and the per-iteration LR: linear warm-up, then cosine from `lr` to `final_lr`.
+
+    Attributes:
+        epochs: passes over the training set.
+        warmup_iters: iterations of linear warm-up (capped at a third of the run).
+        warmup_factor: LR multiplier at iteration 0 of the warm-up.
+        final_lr: LR at the last iteration.
+    """
+
+    epochs: int = 100
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    final_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class AugmentOptions(Config):
+    """Training augmentation: `data.augment.build_augmentation(steps, negatives=...)`.
+
+    Attributes:
+        steps: ordered steps, each `{"op": name, **parameters}` (names: `data.augment.OPS`);
+            empty for none.
+        negatives: a folder of negative images (no boxes) for `replace_background`; None
+            uses the training set's own negative images.
+    """
+
+    steps: tuple[dict[str, Any], ...] = ()
+    negatives: Path | None = None
+
+
+@dataclass(frozen=True)
+class EmaOptions(Config):
+    """Model EMA (YOLOv5's ModelEMA): decay * (1 - exp(-updates / warmup_steps)).
+
+    Attributes:
+        enabled: keep an EMA copy; evaluation and best.pt use it.
+        decay: asymptotic decay per iteration.
+        warmup_steps: time constant of the decay warm-up, in iterations.
+    """
+
+    enabled: bool = True
+    decay: float = 0.9998
+    warmup_steps: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"ema decay must lie in (0, 1), got {self.decay}")
+
+
+@dataclass(frozen=True)
+class CheckpointOptions(Config):
+    """Checkpoints: `last.pt` every `period` epochs and at the end, `best.pt` by val mAP@0.5."""
+
+    period: int = 1
+
+
+@dataclass(frozen=True)
+class EvalOptions(Config):
+    """Validation during training.
+
+    Attributes:
+        period: evaluate every `period` epochs (and after the last); 0 = only after the last.
+        batch_size: images per `model.detect` call.
+        precise_bn_batches: before each evaluation, recompute the evaluated model's
+            BatchNorm statistics over this many training batches; 0 = keep the running ones.
+    """
+
+    period: int = 1
+    batch_size: int = 4
+    precise_bn_batches: int = 0
+
+
+@dataclass(frozen=True)
+class LoaderOptions(Config):
+    """Batches and parallelism.
+
+    Attributes:
+        batch_size: images per training step.
+        workers: DataLoader worker processes (0 = load in the training process).
+        threads: torch intra-op threads for the step; 0 keeps torch's default.
+    """
+
+    batch_size: int = 8
+    workers: int = 2
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.workers < 0 or self.threads < 0:
+            raise ValueError("batch_size must be >= 1, workers and threads >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """A complete training recipe.
+
+    Attributes:
+        output: run directory (last.pt, best.pt, metrics.csv/.jsonl, config.yaml).
+        seed: seeds weights init, data order and augmentation (a function of seed, epoch
+            and image index, so resuming replays the same batches).
+        deterministic: ask torch for deterministic kernels where the CPU has them.
+        amp: bf16 autocast mode.
+        time_budget_minutes: stop (and shorten the LR schedule to fit) after this much
+            wall time; None trains all epochs. Runs with a budget are not reproducible.
+    """
+
+    data: DataOptions
+    model: ModelOptions = ModelOptions()
+    optimizer: OptimizerOptions = OptimizerOptions()
+    schedule: ScheduleOptions = ScheduleOptions()
+    augment: AugmentOptions = AugmentOptions()
+    ema: EmaOptions = EmaOptions()
+    amp: AmpMode = AmpMode.AUTO
+    checkpoint: CheckpointOptions = CheckpointOptions()
+    eval: EvalOptions = EvalOptions()
+    loader: LoaderOptions = LoaderOptions()
+    seed: int = 0
+    deterministic: bool = True
+    output: Path = Path("runs/train")
+    time_budget_minutes: float | None = None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _no_negatives_yet(rng: Any) -> Any:
+    raise RuntimeError("placeholder negative source: only used to check the recipe")
+
+
+def check_augment(options: AugmentOptions, *, path: str | os.PathLike[str] | None = None) -> None:
+    """Build the augmentation once so unknown ops or parameters fail as a ConfigError.
+
+    The negative images are found only when training starts (from the data), so the check
+    uses a placeholder source that is never called.
+    """
+    from leanvision.data.augment import build_augmentation
+
+    try:
+        build_augmentation(list(options.steps), negatives=_no_negatives_yet)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=path) from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), *, base: TrainConfig | None = None
+) -> TrainConfig:
+    """Read a recipe (or start from `base`), apply `key=value` overrides, check augmentations.
+
+    Args:
+        path: YAML recipe; None to start from `base`.
+        overrides: `key=value` items, dotted keys for groups.
+        base: the config to override when `path` is None (e.g. a run's saved config).
+
+    Raises:
+        ConfigError: unreadable file, unknown key, bad value, bad augmentation step.
+    """
+    if path is None and base is None:
+        raise ConfigError("a recipe is needed: --config path.yaml")
+    config = TrainConfig.from_yaml(path) if path is not None else base
+    try:
+        config = config.with_overrides(list(overrides))
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=path) from None
+    check_augment(config.augment, path=path)
+    return config

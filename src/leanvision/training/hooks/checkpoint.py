@@ -1,0 +1,111 @@
+"""Checkpoints at epoch ends: `last.pt`, and `best.pt` when val mAP@0.5 improves.
+
+Both are written atomically (temp file + rename), and only at the end of an epoch, never
+after a failed step: when training stops on a NaN loss, the files on disk are the last good
+state. `best.pt` is a copy of the `last.pt` of the best epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leanvision.core import ModelCard
+from leanvision.core.io import atomic_path
+from leanvision.training.checkpoint import BEST, LAST, capture_rng, save_checkpoint
+from leanvision.training.loop import HookBase
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = ("map", "map50", "map75", "ar100")
+
+
+class CheckpointHook(HookBase):
+    """Writes `last.pt` every `period` epochs and at the end; `best.pt` by `metric`.
+
+    Args:
+        run_dir: where the files go.
+        card: the model card; each checkpoint carries it with that epoch's metrics.
+        config: the resolved training config as plain data, saved for resume.
+        period: epochs between `last.pt` writes (the last epoch is always written).
+        metric: the `trainer.eval_metrics` key to maximise for `best.pt`.
+        provenance: called at each save for extra card provenance strings (e.g. the
+            autocast decision, known only once training has started).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        card: ModelCard,
+        config: dict[str, Any],
+        period: int = 1,
+        metric: str = "map50",
+        provenance: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.card = card
+        self.config = config
+        self.period = max(1, period)
+        self.metric = metric
+        self.provenance = provenance or dict
+        self.best: float | None = None
+        self.best_epoch = 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / BEST
+
+    def _fresh_metrics(self) -> dict[str, float]:
+        """This epoch's evaluation, or {} if it did not evaluate."""
+        metrics = self.trainer.eval_metrics
+        return metrics if metrics.get("epoch") == self.trainer.epoch + 1 else {}
+
+    def _card(self, metrics: dict[str, float]) -> dict[str, Any]:
+        trainer = self.trainer
+        measured = {f"val_{k}": float(metrics[k]) for k in METRIC_KEYS if k in metrics}
+        provenance = {**self.provenance(), "epoch": str(trainer.epoch + 1), "iteration": str(trainer.iteration),
+                      "torch": str(torch.__version__)}
+        return self.card.replace(metrics=measured, provenance=provenance).to_dict()
+
+    def _payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+        trainer = self.trainer
+        return {
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "trainer": trainer.state_dict(),
+            "rng": capture_rng(),
+            "card": self._card(metrics),
+            "config": self.config,
+        }
+
+    def after_epoch(self) -> None:
+        trainer = self.trainer
+        metrics = self._fresh_metrics()
+        improved = self.metric in metrics and (self.best is None or metrics[self.metric] > self.best)
+        if improved:
+            self.best, self.best_epoch = float(metrics[self.metric]), trainer.epoch + 1
+        final = trainer.epoch + 1 >= trainer.max_epochs or trainer.stop_requested
+        if not (improved or final or (trainer.epoch + 1) % self.period == 0):
+            return
+        save_checkpoint(self.last_path, self._payload(metrics))
+        if improved:
+            with atomic_path(self.best_path) as tmp:
+                shutil.copyfile(self.last_path, tmp)
+            logger.info("epoch %d: val %s %.4f, best so far -> %s", trainer.epoch + 1, self.metric, self.best,
+                        self.best_path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], int(state["best_epoch"])

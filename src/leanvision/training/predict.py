@@ -1,0 +1,144 @@
+"""Run a torch detection model over a dataset and score it with COCO mAP.
+
+Each image is fitted to the model card's input (stretch or letterbox, `core.letterbox`),
+normalised with the card's mean/std, passed through `model.detect`, and its boxes mapped
+back to the image's own pixels, so the metrics are those of the original images. An image
+that cannot be decoded is skipped with a warning and counted; it is not scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from leanvision.core import DataError, Detections, InputSpec
+from leanvision.core.letterbox import FitTransform, fit
+from leanvision.data.augment.common import read_rgb
+from leanvision.data.formats import DetectionSet, ImageRecord, Issue
+from leanvision.evaluation.detection import DetectionMetrics, evaluate_detections
+from leanvision.training.loop import normalize
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DatasetPredictions:
+    """Detections per scored image, in the image's pixels.
+
+    Attributes:
+        records: the images that were scored, in dataset order.
+        detections: one `Detections` per record.
+        sizes: (width, height) of each record's decoded image, in pixels.
+        skipped: images left out (undecodable), with the reason.
+    """
+
+    records: list[ImageRecord] = field(default_factory=list)
+    detections: list[Detections] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    skipped: list[Issue] = field(default_factory=list)
+
+
+def fit_image(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, FitTransform]:
+    """Resize an HxWx3 uint8 image into the card's (height, width) input as the card says."""
+    transform = fit(rgb.shape[:2], (spec.height, spec.width), spec.resize, spec.scale)
+    new_h, new_w = transform.resized_hw
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if transform.pad_x or transform.pad_y:
+        canvas = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+        canvas[:new_h, :new_w] = resized
+        resized = canvas
+    return resized, transform
+
+
+def _loaded(dataset: DetectionSet, skipped: list[Issue]) -> Iterator[tuple[ImageRecord, np.ndarray]]:
+    for record in dataset.images:
+        path = dataset.image_path(record)
+        try:
+            yield record, read_rgb(path)
+        except DataError as exc:
+            logger.warning("skipping %s", exc)
+            skipped.append(Issue(str(path), exc.message))
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def _detect_batch(model: nn.Module, images: list[np.ndarray], spec: InputSpec) -> list[Detections]:
+    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    return model.detect(normalize(tensor, torch.tensor(spec.mean), torch.tensor(spec.std)))
+
+
+def predict_dataset(
+    model: nn.Module,
+    dataset: DetectionSet,
+    spec: InputSpec,
+    *,
+    batch_size: int = 4,
+    progress: Progress | None = None,
+) -> DatasetPredictions:
+    """`model.detect` over every image of `dataset` at the card's input size.
+
+    Args:
+        model: a detection model (put in eval mode by the caller).
+        dataset: the images (and, unused here, their labels).
+        spec: the model card's input spec (size, resize mode, mean/std).
+        batch_size: images per `detect` call.
+        progress: called as `progress(done, total)` after each batch.
+
+    Returns:
+        Per decodable image, detections in that image's pixels, clipped to it.
+    """
+    result = DatasetPredictions()
+    for batch in _batches(_loaded(dataset, result.skipped), max(1, batch_size)):
+        fitted = [fit_image(rgb, spec) for _, rgb in batch]
+        outputs = _detect_batch(model, [image for image, _ in fitted], spec)
+        for (record, rgb), (_, transform), dets in zip(batch, fitted, outputs, strict=True):
+            boxes = transform.invert_boxes(dets.boxes)
+            result.records.append(record)
+            result.sizes.append((rgb.shape[1], rgb.shape[0]))
+            result.detections.append(Detections(boxes, dets.scores, dets.labels).clip(rgb.shape[1], rgb.shape[0]))
+        if progress is not None:
+            progress(len(result.records) + len(result.skipped), len(dataset.images))
+    return result
+
+
+def score_predictions(
+    predictions: DatasetPredictions, dataset: DetectionSet, class_names: Sequence[str]
+) -> DetectionMetrics:
+    """COCO mAP of `predictions` against the labels of the scored images."""
+    if not predictions.records:
+        raise DataError("no image of the evaluation set could be read", path=dataset.image_root)
+    ground_truth = [record.targets for record in predictions.records]
+    return evaluate_detections(ground_truth, predictions.detections, image_sizes=predictions.sizes,
+                               class_names=class_names)
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: DetectionSet,
+    spec: InputSpec,
+    *,
+    class_names: Sequence[str],
+    batch_size: int = 4,
+    progress: Progress | None = None,
+) -> tuple[DetectionMetrics, DatasetPredictions]:
+    """Predict over `dataset` and score the result (see `predict_dataset`)."""
+    predictions = predict_dataset(model, dataset, spec, batch_size=batch_size, progress=progress)
+    return score_predictions(predictions, dataset, class_names), predictions
