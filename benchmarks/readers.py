@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -118,18 +117,10 @@ def write_inputs(workdir: Path, size: int) -> dict[str, Path]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, MB.
+    """Peak resident memory of this process, MB (VmHWM: see leanvision.core.resources)."""
+    from leanvision.core.resources import peak_rss_mb as measured
 
-    VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report the RSS its
-    parent had when it forked.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return measured()
 
 
 def run_baseline(path: Path, window: int, out: int) -> tuple[int, float]:

@@ -246,11 +246,12 @@ def test_progress_reaches_every_total(tmp_path: Path) -> None:
 
 
 _SLIDE_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
+from leanvision.core.resources import peak_rss_mb
 from leanvision.data.synth.slides import write_slides
 write_slides(Path(sys.argv[1]), 1, int(sys.argv[2]), seed=0, progress=None)
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"rss_mb": peak_rss_mb()}))
 """
 
 

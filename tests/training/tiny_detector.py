@@ -14,7 +14,15 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms, sigmoid_focal_loss
 
-from leanvision.core import AnchorSpec, BoxCoderSpec, Detections, InputSpec, ModelCard, ResizeMode, Task
+from leanvision.core import (
+    AnchorSpec,
+    BoxCoderSpec,
+    Detections,
+    InputSpec,
+    ModelCard,
+    ResizeMode,
+    Task,
+)
 
 STRIDE = 8
 
