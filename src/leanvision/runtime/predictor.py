@@ -33,6 +33,12 @@ from leanvision.runtime.nms import SoftKind, matrix_nms, nms, soft_nms
 
 ImageInput = np.ndarray | str | os.PathLike[str]
 DEFAULT_OUTPUTS = ("cls_logits", "bbox_regression")
+# A model exported with decode + NMS in its graph (`leanvision export --with-nms`) has these
+# outputs: boxes (N, K, 4) xyxy input pixels, scores (N, K), labels (N, K), num_detections (N,).
+IN_GRAPH_OUTPUTS = ("boxes", "scores", "labels", "num_detections")
+# With NMS in the graph these were fixed at export; a higher score threshold and fewer
+# detections still apply, as a filter on the graph's output.
+_IN_GRAPH_FIXED = ("nms", "iou_threshold", "topk_candidates", "class_agnostic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +123,12 @@ class DetectionPredictor:
 
     Args:
         engine: runs the model; outputs `cls_logits` (N, A, C) and `bbox_regression` (N, A, 4)
-            (names from the card's `outputs` when given, in that order).
+            (names from the card's `outputs` when given, in that order), or, for a model
+            with decode and NMS in its graph, the four `IN_GRAPH_OUTPUTS`; then numpy decode
+            and NMS are skipped and only the resize is undone.
         card: the model's card (task detect, with anchors and box_coder).
         overrides: post-processing options replacing the card's, e.g. {"nms": "matrix"}.
+            With NMS in the graph only a higher score_threshold and a lower max_detections.
 
     Raises:
         ModelError: the card does not describe a detector or disagrees with the model.
@@ -132,6 +141,9 @@ class DetectionPredictor:
         self.engine = engine
         self.card = card
         self.options = PostprocessOptions.from_card(card.postprocess, overrides)
+        self.nms_in_graph = nms_in_graph(card)
+        if self.nms_in_graph:
+            _check_in_graph_overrides(self.options, card, engine.path)
         self._input_hw = (card.input.height, card.input.width)
         self._anchors = generate_anchors(card.anchors, self._input_hw)
         self._output_names = _output_names(card)
@@ -214,6 +226,8 @@ class DetectionPredictor:
 
     def postprocess(self, raw: RawOutputs, prepared: Prepared) -> list[Detections]:
         """Decode, suppress and map back to each source image's pixels."""
+        if self.nms_in_graph:
+            return self._postprocess_in_graph(raw, prepared)
         logits, deltas = (np.asarray(raw[name]) for name in self._output_names)
         self._check_outputs(logits, deltas, len(prepared.sizes))
         return [
@@ -230,6 +244,24 @@ class DetectionPredictor:
                 f"(anchors, {self.card.num_classes} classes) implies {[list(e) for e in expected]}",
                 path=self.engine.path,
             )
+
+    def _postprocess_in_graph(self, raw: RawOutputs, prepared: Prepared) -> list[Detections]:
+        """Outputs already decoded and suppressed: filter by the options, undo the resize."""
+        boxes, scores, labels, counts = (np.asarray(raw[name]) for name in IN_GRAPH_OUTPUTS)
+        batch = len(prepared.sizes)
+        slots = scores.shape[1] if scores.ndim == 2 else -1
+        if boxes.shape != (batch, slots, 4) or labels.shape != (batch, slots) or counts.shape != (batch,):
+            shapes = [list(a.shape) for a in (boxes, scores, labels, counts)]
+            raise ModelError(f"model outputs {shapes}, but {CARD_FILENAME} (NMS in the graph) implies "
+                             f"[[{batch}, K, 4], [{batch}, K], [{batch}, K], [{batch}]]", path=self.engine.path)
+        results = []
+        for i, (transform, size) in enumerate(zip(prepared.transforms, prepared.sizes, strict=True)):
+            n = int(counts[i])
+            keep = np.flatnonzero(scores[i, :n] > self.options.score_threshold)[: self.options.max_detections]
+            dets = Detections(transform.invert_boxes(boxes[i, keep]), scores[i, keep].astype(np.float32),
+                              labels[i, keep].astype(np.int64))
+            results.append(dets.clip(size[1], size[0]))
+        return results
 
     def _detect_one(
         self, logits: np.ndarray, deltas: np.ndarray, transform: FitTransform, size: tuple[int, int]
@@ -254,7 +286,31 @@ def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform)
         slot[:height, :width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _output_names(card: ModelCard) -> tuple[str, str]:
+def nms_in_graph(card: ModelCard) -> bool:
+    """True when the card's outputs are those of a model with decode and NMS in its graph."""
+    return tuple(o.name for o in card.outputs) == IN_GRAPH_OUTPUTS
+
+
+def _check_in_graph_overrides(options: PostprocessOptions, card: ModelCard, path: Path) -> None:
+    """ConfigError for an override the graph cannot honour (it decoded and suppressed already)."""
+    baked = card.postprocess
+    wrong = [name for name in _IN_GRAPH_FIXED if getattr(options, name) != getattr(baked, name)]
+    if options.score_threshold < baked.score_threshold:
+        wrong.append("score_threshold")
+    if options.max_detections > baked.max_detections:
+        wrong.append("max_detections")
+    if wrong:
+        name = wrong[0]
+        raise ConfigError(
+            f"{name}={getattr(options, name)} cannot apply: this model has decode and NMS in its graph "
+            f"(exported with {name}={getattr(baked, name)}); only a higher score_threshold or a lower "
+            "max_detections can", path=path,
+        )
+
+
+def _output_names(card: ModelCard) -> tuple[str, ...]:
+    if nms_in_graph(card):
+        return IN_GRAPH_OUTPUTS
     names = tuple(o.name for o in card.outputs) or DEFAULT_OUTPUTS
     if len(names) != 2:
         raise ModelError(f"card '{card.name}': a detector has 2 outputs (cls_logits, bbox_regression), got {names}")
