@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,18 +22,16 @@ from leanvision.largeimage.grid import (
 
 @st.composite
 def grids(draw):
-    """(image w, h, tiles, overlap used, drop_border) for a random valid grid."""
+    """(image w, h, tiles, overlap, drop_border) for a random valid grid."""
     window = draw(st.tuples(st.integers(16, 600), st.integers(16, 600)))
     # Up to ~12 windows a side: every geometry case, without thousands of tiles per example.
     image_w, image_h = draw(st.integers(1, 12 * window[0])), draw(st.integers(1, 12 * window[1]))
     out = draw(st.tuples(st.integers(8, 400), st.integers(8, 400)))
     # Overlaps up to half the window: a larger one only multiplies tiles (stride 1 at most).
-    if draw(st.booleans()):
-        drop, overlap = draw(st.integers(1, min(window) // 4)), 0
-    else:
-        drop, overlap = 0, draw(st.integers(0, min(window) // 2))
+    overlap = draw(st.integers(0, min(window) // 2))
+    drop = draw(st.integers(1, max(window)) if draw(st.booleans()) else st.just(0))
     tiles = plan_grid(image_w, image_h, window=window, out_size=out, overlap=overlap, drop_border=drop)
-    return image_w, image_h, tiles, drop
+    return image_w, image_h, tiles, overlap, drop
 
 
 def axis(tiles, attr):
@@ -41,7 +41,7 @@ def axis(tiles, attr):
 @settings(max_examples=150, deadline=None)
 @given(grids())
 def test_tiles_share_one_shape_and_stay_inside_except_small_axes(grid):
-    image_w, image_h, tiles, _ = grid
+    image_w, image_h, tiles, _, _ = grid
     assert len({(t.w, t.h, t.out_w, t.out_h) for t in tiles}) == 1
     w, h = tiles[0].w, tiles[0].h
     for t in tiles:
@@ -54,16 +54,21 @@ def test_tiles_share_one_shape_and_stay_inside_except_small_axes(grid):
         else:
             assert t.y == 0
     xs, ys = axis(tiles, "x"), axis(tiles, "y")
-    assert len(tiles) == len(xs) * len(ys)  # a full row x column product, row-major
+    assert len(tiles) == len(xs) * len(ys)  # a full row x column product, row-major, no duplicate
     assert [(t.y, t.x) for t in tiles] == sorted((t.y, t.x) for t in tiles)
+
+
+def inside(points, rects):
+    """(P, R) bool: point p lies in half-open rectangle r (x1, y1, x2, y2)."""
+    return ((points[:, None, :] >= rects[None, :, :2]) & (points[:, None, :] < rects[None, :, 2:])).all(axis=2)
 
 
 @settings(max_examples=150, deadline=None)
 @given(grids(), st.integers(0, 2**31 - 1))
-def test_windows_cover_the_image_and_keep_regions_partition_it(grid, seed):
-    """Without drop_border a tile keeps its whole window (duplicates go to merge); with it
-    the keep regions partition the image: every point is kept by exactly one tile."""
-    image_w, image_h, tiles, drop = grid
+def test_windows_cover_all_but_the_dropped_border_and_keep_regions_partition_the_image(grid, seed):
+    """Every pixel farther than drop_border from the border is in a window (all of them
+    without drop_border); every point of the image is kept by exactly one tile."""
+    image_w, image_h, tiles, _, drop = grid
     rng = np.random.default_rng(seed)
     special = [
         [0, 0], [image_w - 1e-6, image_h - 1e-6], [0, image_h - 1e-6], [image_w - 1e-6, 0],
@@ -73,33 +78,55 @@ def test_windows_cover_the_image_and_keep_regions_partition_it(grid, seed):
     points = np.concatenate([rng.uniform(0, [image_w, image_h], (300, 2)), np.array(special, np.float64)])
     win = np.array([[t.x, t.y, t.x + t.w, t.y + t.h] for t in tiles], np.float64)
     keep = np.array([t.keep for t in tiles], np.float64)
-    inside = lambda r: (points[:, None, :] >= r[None, :, :2]) & (points[:, None, :] < r[None, :, 2:])  # noqa: E731
-    assert inside(win).all(axis=2).any(axis=1).all()
-    keepers = inside(keep).all(axis=2).sum(axis=1)
-    assert (keepers == 1).all() if drop else (keepers >= 1).all()
+    inner = np.all((points >= drop) & (points < np.array([image_w, image_h]) - drop), axis=1)
+    assert inside(points[inner], win).any(axis=1).all()
+    assert (inside(points, keep).sum(axis=1) == 1).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(grids())
+def test_drop_border_uses_the_fewest_windows_and_skips_at_most_the_border(grid):
+    image_w, image_h, tiles, overlap, drop = grid
+    for length, starts, win in ((image_w, axis(tiles, "x"), tiles[0].w), (image_h, axis(tiles, "y"), tiles[0].h)):
+        if length <= win:
+            assert starts == [0]
+            continue
+        stride = win - overlap
+        if drop:  # n - 1 windows could not cover [drop, length - drop]
+            assert len(starts) == 1 or (len(starts) - 1) * stride + overlap < length - 2 * drop
+            assert starts[0] <= drop and starts[-1] + win >= length - drop
+            left, right = starts[0], length - starts[-1] - win  # centred: margins differ by <= 1
+            assert abs(left - right) <= 1 or 0 in (left, right)
+        else:
+            assert starts[0] == 0 and starts[-1] + win == length
+        assert all(b - a <= stride for a, b in itertools.pairwise(starts))  # overlap >= asked
 
 
 @settings(max_examples=150, deadline=None)
 @given(grids(), st.data())
-def test_drop_border_keeps_each_small_object_once_and_whole(grid, data):
-    image_w, image_h, tiles, drop = grid
-    if not drop:
+def test_overlap_keeps_each_small_object_once_and_whole(grid, data):
+    image_w, image_h, tiles, overlap, _drop = grid
+    half_max = overlap // 2
+    for t in tiles:  # keep edges facing a neighbour lie at least overlap // 2 inside the window
+        assert t.keep[0] == 0 or t.keep[0] - t.x >= half_max
+        assert t.keep[1] == 0 or t.keep[1] - t.y >= half_max
+        assert t.keep[2] == image_w or t.x + t.w - t.keep[2] >= half_max
+        assert t.keep[3] == image_h or t.y + t.h - t.keep[3] >= half_max
+    # An object inside the covered area, at most 2 * (overlap // 2) a side.
+    lo = np.array([min(t.x for t in tiles), min(t.y for t in tiles)], np.float64)
+    hi = np.minimum([max(t.x + t.w for t in tiles), max(t.y + t.h for t in tiles)], [image_w, image_h])
+    half = np.array([data.draw(st.floats(0, half_max)), data.draw(st.floats(0, half_max))])
+    if np.any(hi - lo < 2 * half):
         return
-    for t in tiles:  # keep edges facing a neighbour lie at least `drop` inside the window
-        assert t.keep[0] == 0 or t.keep[0] - t.x >= drop
-        assert t.keep[1] == 0 or t.keep[1] - t.y >= drop
-        assert t.keep[2] == image_w or t.x + t.w - t.keep[2] >= drop
-        assert t.keep[3] == image_h or t.y + t.h - t.keep[3] >= drop
-    cx = data.draw(st.floats(0, image_w, exclude_max=True))
-    cy = data.draw(st.floats(0, image_h, exclude_max=True))
-    half = data.draw(st.floats(0, drop)), data.draw(st.floats(0, drop))
-    box = np.array([[cx - half[0], cy - half[1], cx + half[0], cy + half[1]]])
+    centre = np.array([data.draw(st.floats(lo[i] + half[i], hi[i] - half[i])) for i in range(2)])
+    box = np.concatenate([centre - half, centre + half])[None]
+    if np.any(centre >= [image_w, image_h]):
+        return
     keepers = [t for t in tiles if keep_mask(box, t)[0]]
     assert len(keepers) == 1
-    t = keepers[0]
-    clipped = np.clip(box[0], 0, [image_w, image_h, image_w, image_h])
-    assert t.x <= clipped[0] and clipped[2] <= t.x + t.w
-    assert t.y <= clipped[1] and clipped[3] <= t.y + t.h
+    t, eps = keepers[0], 1e-9  # centre +- half may round past the covered area's edge
+    assert t.x <= box[0, 0] + eps and box[0, 2] <= t.x + t.w + eps
+    assert t.y <= box[0, 1] + eps and box[0, 3] <= t.y + t.h + eps
 
 
 def test_non_overlapping_grid_and_shifted_edge_tile():
@@ -107,13 +134,25 @@ def test_non_overlapping_grid_and_shifted_edge_tile():
     assert [t.x for t in tiles[:3]] == [0, 1600, 2400]  # last window shifted back, full size
     assert {t.y for t in tiles} == {0}
     assert all(t.scale == (0.5, 0.5) for t in tiles)
-    assert tiles[1].keep == (1600, 0, 3200, 1600)  # no drop: keep the whole window
+    # the shifted tile shares 800 px with its neighbour: keep regions meet in the middle
+    assert [(t.keep[0], t.keep[2]) for t in tiles] == [(0, 1600), (1600, 2800), (2800, 4000)]
 
 
-def test_drop_border_uses_overlap_of_twice_the_border():
-    tiles = plan_grid(5000, 1000, window=1600, out_size=800, drop_border=100)
-    assert [t.x for t in tiles] == [0, 1400, 2800, 3400]
-    assert [(t.keep[0], t.keep[2]) for t in tiles] == [(0, 1500), (1500, 2900), (2900, 3900), (3900, 5000)]
+def test_s0_drop_border_takes_49_windows_instead_of_64():
+    """PITFALLS.md: 49-64 windows of 1600 px for a 12000 px image (S0: drop border)."""
+    assert len(plan_grid(12000, 12000, window=1600, out_size=800)) == 64
+    tiles = plan_grid(12000, 12000, window=1600, out_size=800, drop_border=400)
+    assert len(tiles) == 49
+    assert axis(tiles, "x") == [400 + 1600 * i for i in range(7)]  # 400 px skipped a side
+    assert tiles[0].keep[:2] == (0, 0) and tiles[-1].keep[2:] == (12000, 12000)
+    assert len(plan_grid(12000, 12000, window=1600, out_size=800, drop_border=399)) == 64
+
+
+def test_drop_border_with_overlap_and_a_span_longer_than_the_image():
+    tiles = plan_grid(5000, 1000, window=1600, out_size=800, overlap=100, drop_border=100)
+    # ceil((5000 - 200 - 100) / 1500) = 4 windows span 6100 px: first and last shifted inside
+    assert [t.x for t in tiles] == [0, 950, 2450, 3400]
+    assert [(t.keep[0], t.keep[2]) for t in tiles] == [(0, 1275), (1275, 2500), (2500, 3725), (3725, 5000)]
 
 
 def test_small_image_gets_one_padded_tile():
@@ -128,8 +167,7 @@ def test_small_image_gets_one_padded_tile():
         {"window": 0, "out_size": 8},
         {"window": 100, "out_size": (8, 0)},
         {"window": 100, "out_size": 8, "overlap": 100},
-        {"window": 100, "out_size": 8, "drop_border": 50},
-        {"window": 100, "out_size": 8, "overlap": 30, "drop_border": 20},
+        {"window": 100, "out_size": 8, "drop_border": -1},
         {"window": 100, "out_size": 8, "overlap": -1},
     ],
 )

@@ -41,7 +41,9 @@ def test_object_cut_by_a_tile_border_yields_one_detection(method):
     tiles = plan_grid(1000, 400, window=400, out_size=200, overlap=100)  # windows at x 0, 300, 600
     obj = np.array([[370, 200, 430, 260]], np.float64)  # crosses the border of window 0 at x=400
     per_tile = simulate_detector(obj, tiles)
-    dets, tile_index = tiles_to_image(per_tile, tiles, (1000, 400))
+    # Keep regions alone would drop tile 0's half (its centre lies past the cut at x=350):
+    # keep every box to test the merge.
+    dets, tile_index = tiles_to_image(per_tile, tiles, (1000, 400), apply_keep=False)
     assert len(dets) == 2  # tile 0 sees the left half, tile 1 the whole object
     merged = merge_detections(dets, MergeOptions(method=method, metric=MatchMetric.IOS, threshold=0.5), tile_index=tile_index)
     assert len(merged) == 1
@@ -60,12 +62,12 @@ def test_nmm_rebuilds_an_object_no_tile_sees_whole():
     assert len(nms) == 1  # keeps the best part only
 
 
-def test_drop_border_grid_keeps_every_small_object_exactly_once_without_merge():
+def test_overlap_grid_keeps_every_small_object_exactly_once_without_merge():
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, [3000, 2000], (300, 2))
-    sizes = rng.uniform(10, 100, (300, 2))  # all at most 2 * drop_border
+    sizes = rng.uniform(10, 100, (300, 2))  # all at most the overlap
     objects = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).clip(0, [3000, 2000] * 2)
-    tiles = plan_grid(3000, 2000, window=800, out_size=400, drop_border=50)
+    tiles = plan_grid(3000, 2000, window=800, out_size=400, overlap=100)
     dets, _ = tiles_to_image(simulate_detector(objects, tiles, min_visible=0.01), tiles, (3000, 2000))
     assert len(dets) == len(objects)
     order = np.lexsort(dets.boxes.T[::-1])
@@ -206,7 +208,7 @@ def test_density_stitch_over_overlapping_tiles_is_exact_when_cells_align():
 
 def test_density_stitch_preserves_each_tiles_sum_when_resampled():
     truth = density_truth((75, 125), seed=1)
-    tiles = plan_grid(1000, 600, window=400, out_size=200, drop_border=48)
+    tiles = plan_grid(1000, 600, window=400, out_size=200, overlap=96)
     stitcher = DenseStitcher(1000, 600, stride=8, kind=DenseKind.DENSITY)
     coarse_sums = []
     for t in tiles:  # the model outputs at stride 16 of its input: 25 x 25 cells of 16 px

@@ -12,22 +12,33 @@ Two planners:
 - `plan_fit_grid`: S3's `--fit-grid KxL`: the image is split exactly into K rows x L
   columns, each resized to the model input: no strip is wasted and no tile overlaps.
 
-The keep rule (`drop_border`), exactly:
+`plan_grid` options:
+
+- `overlap=PX`: neighbouring windows share at least PX pixels (SAHI-style overlapping grid).
+- `drop_border=PX` (S0's "drop border", a *speed* step in its time table: 303 s -> 260 s):
+  up to PX pixels of the image's outer border on each side may be left unread when that
+  saves windows. Slides have blank margins; a 12000 px image with 1600 px windows takes
+  8 x 8 = 64 windows with full-size edge tiles, but 7 x 7 = 49 when the 400 px a side that
+  do not fill a whole window are dropped. Along an axis of length L the grid then has the
+  fewest windows that cover [PX, L - PX] with the requested overlap,
+  n = max(1, ceil((L - 2*PX - overlap) / (window - overlap))), centred: the skipped margin
+  is (L - span) / 2 per side. When n windows span more than L, the first and last are
+  shifted inside as usual. Every pixel farther than PX from the border is covered.
+
+The keep rule, exactly:
     A detection (in full-image pixels, clipped to the image) is kept by tile T iff its box
     centre (cx, cy) satisfies keep_x1 <= cx < keep_x2 and keep_y1 <= cy < keep_y2.
-    Along each axis the keep intervals of consecutive tiles meet at `start_next +
-    overlap // 2`, where overlap is how much the two windows share; the first interval
-    starts at 0 and the last ends at the image size. The keep regions therefore partition
-    the image: every point is kept by exactly one tile. With `drop_border=PX` the windows
-    overlap by 2*PX (edge tiles, shifted back, overlap more), so every keep edge lies at
-    least PX inside the window edge it faces: an object at most 2*PX wide and high whose
-    centre a tile keeps lies wholly inside that tile's window. Detections of cut objects
-    near an inner window edge are dropped, the neighbour sees the object whole, and no
-    merge is needed for objects up to 2*PX.
-
-A truly non-overlapping grid cannot have that property: an object cut by the border is seen
-by neither tile whole. With `overlap=0, drop_border=0` every detection is kept and cut
-objects come out as two partial boxes (see `merge`).
+    Along each axis the keep intervals of consecutive tiles meet at the middle of their
+    overlap, `start_next + overlap // 2`, where overlap is how much the two windows really
+    share (edge tiles shifted back share more); the first interval starts at 0 and the
+    last ends at the image size. The keep regions therefore partition the image: every
+    point is kept by exactly one tile. Every keep edge facing a neighbour lies at least
+    overlap // 2 inside the window edge it faces, so an object at most 2 * (overlap // 2)
+    wide and high whose centre a tile keeps lies wholly inside that tile's window: the
+    partial detections of such an object cut by the neighbour's window edge have their
+    centre outside the neighbour's keep region and are dropped. No merge is needed for
+    objects up to the overlap; larger cut objects come out as a full and a partial box, or
+    (without overlap) as two partial boxes, for `merge` to resolve.
 """
 
 from __future__ import annotations
@@ -105,6 +116,21 @@ def _axis_starts(length: int, window: int, stride: int) -> list[int]:
     return [min(i * stride, length - window) for i in range(count)]
 
 
+def _axis_starts_dropping(length: int, window: int, stride: int, drop: int) -> list[int]:
+    """Window starts covering [drop, length - drop] with the fewest windows, centred.
+
+    n windows at `stride` span n * stride + overlap; the count is the smallest whose span
+    reaches length - 2 * drop. A span longer than the image (first start < 0) has its
+    first and last windows shifted inside: |first| < stride / 2, so no two starts coincide.
+    """
+    if length <= window:
+        return [0]
+    overlap = window - stride
+    count = max(1, math.ceil((length - 2 * drop - overlap) / stride))
+    first = (length - (count * stride + overlap)) // 2
+    return [min(max(first + i * stride, 0), length - window) for i in range(count)]
+
+
 def _axis_keep(starts: Sequence[int], window: int, length: int) -> list[tuple[int, int]]:
     """Half-open keep intervals partitioning [0, length): cuts at mid-overlap."""
     cuts = [0]
@@ -115,19 +141,18 @@ def _axis_keep(starts: Sequence[int], window: int, length: int) -> list[tuple[in
     return list(itertools.pairwise(cuts))
 
 
-def _check_grid_options(window: tuple[int, int], overlap: int, drop_border: int) -> int:
-    """Validate options and return the overlap in pixels the grid will use."""
+def _check_grid_options(window: tuple[int, int], overlap: int, drop_border: int) -> None:
     if overlap < 0 or drop_border < 0:
         raise ConfigError(f"overlap and drop_border must be >= 0, got {overlap} and {drop_border}")
-    if drop_border and overlap and overlap < 2 * drop_border:
-        raise ConfigError(
-            f"drop_border={drop_border} needs windows overlapping by at least {2 * drop_border} px "
-            f"(got overlap={overlap}); leave overlap at 0 to use 2*drop_border"
-        )
-    used = overlap or 2 * drop_border
-    if used >= min(window):
-        raise ConfigError(f"overlap {used} px must be smaller than the window {window}")
-    return used
+    if overlap >= min(window):
+        raise ConfigError(f"overlap {overlap} px must be smaller than the window {window}")
+
+
+def _starts(length: int, window: int, overlap: int, drop_border: int) -> list[int]:
+    stride = window - overlap
+    if drop_border:
+        return _axis_starts_dropping(length, window, stride, drop_border)
+    return _axis_starts(length, window, stride)
 
 
 def plan_grid(
@@ -145,12 +170,12 @@ def plan_grid(
         image_w, image_h: image size, level-0 pixels (after EXIF orientation).
         window: window side, or (w, h), level-0 pixels.
         out_size: model input side, or (w, h); each window is resized to it.
-        overlap: pixels shared by neighbouring windows (SAHI-style overlapping grid).
-            Every detection is kept; duplicates are for `merge` to resolve.
-        drop_border: S0's border drop, pixels. Windows overlap by 2*drop_border (unless a
-            larger `overlap` is given) and each tile keeps only detections whose centre
-            lies in its keep region (module docstring): every object up to 2*drop_border
-            px is kept exactly once, with no merge.
+        overlap: pixels shared by neighbouring windows, at least (edge tiles shifted back
+            share more). Keep regions meet at mid-overlap (module docstring): objects up to
+            the overlap are kept once, whole, with no merge.
+        drop_border: S0's border drop, pixels: up to this many pixels of the image's outer
+            border on each side may be left unread when that saves windows (module
+            docstring). 0: the whole image is covered.
 
     An image smaller than the window along an axis gets one tile along it, starting at 0
     and extending past the image (the reader pads it), so the scale stays that of the grid.
@@ -158,14 +183,10 @@ def plan_grid(
     win = _pair(window, "window")
     out = _pair(out_size, "out_size")
     image = _pair((image_w, image_h), "image size")
-    used = _check_grid_options(win, overlap, drop_border)
-    xs = _axis_starts(image[0], win[0], win[0] - used)
-    ys = _axis_starts(image[1], win[1], win[1] - used)
-    if drop_border:
-        keep_x, keep_y = _axis_keep(xs, win[0], image[0]), _axis_keep(ys, win[1], image[1])
-    else:
-        keep_x = [(x, min(x + win[0], image[0])) for x in xs]
-        keep_y = [(y, min(y + win[1], image[1])) for y in ys]
+    _check_grid_options(win, overlap, drop_border)
+    xs = _starts(image[0], win[0], overlap, drop_border)
+    ys = _starts(image[1], win[1], overlap, drop_border)
+    keep_x, keep_y = _axis_keep(xs, win[0], image[0]), _axis_keep(ys, win[1], image[1])
     return [
         Tile(x, y, win[0], win[1], out[0], out[1], (kx[0], ky[0], kx[1], ky[1]), row=r, col=c)
         for r, (y, ky) in enumerate(zip(ys, keep_y, strict=True))

@@ -15,8 +15,8 @@ different tiles are matched):
 Matching is by IoU, or by IoS (intersection over the smaller box: a partial box cut by a
 tile edge lies inside the full one, IoS ~1 while IoU is its area fraction). IoS with a low
 threshold fuses distinct neighbours in dense scenes (PITFALLS: SAHI's default
-GREEDYNMM/IOS did, matching boxes of the same tile too); prefer `drop_border` grids, which
-need no merge for objects up to 2 x drop_border.
+GREEDYNMM/IOS did, matching boxes of the same tile too); prefer overlapping grids, whose
+keep regions need no merge for objects up to the overlap (see `grid`).
 
 Cost: NMS and NMM find candidate pairs by a sweep along x (5000 boxes: ~0.1 s); WBF compares
 each box with every cluster's extent (5000 boxes: ~0.5 s).
