@@ -10,6 +10,7 @@ import torch
 
 from leanvision.export import export_model
 from tests.export.slim import lively_slim, save_slim_checkpoint
+from tests.helpers import run_cli
 from tests.runtime.tiny_retinanet import synthetic_images
 
 IR_INPUT = "192x256"  # the CLI export: another, non-square input size than the card's 256x256
@@ -57,23 +58,6 @@ def parity_dir(tmp_path_factory) -> Path:
         assert cv2.imwrite(str(root / f"img_{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     (root / "broken.jpg").write_bytes(b"not a jpeg")
     return root
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    """Run `leanvision ARGS` in process through the real entry point: (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from leanvision.cli import main as cli_main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            cli_main.main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from leanvision.cli.export import parse_input_size
 from leanvision.core import ConfigError, DataError, ModelError
 from leanvision.export import export_model
-from tests.export.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.mark.slow  # the export fixture takes ~20-40 s

@@ -40,7 +40,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
 ) -> None:
-    """Stages: data (synth, convert, check, stats, preview), train, val, profile, export, predict, demo."""
+    """Stages: data (synth, convert, check, stats, preview), train, val, profile, export, predict, bench, demo."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
@@ -52,7 +52,7 @@ def _root(
 
 
 def _register_commands() -> None:
-    from leanvision.cli import data, demo, export, predict, profile, train, val
+    from leanvision.cli import bench, data, demo, export, predict, profile, train, val
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.train)
@@ -60,6 +60,7 @@ def _register_commands() -> None:
     app.command("profile")(profile.profile)
     app.command("export")(export.export)
     app.command("predict")(predict.predict)
+    app.command("bench")(bench.bench)
     app.command("demo")(demo.demo)
 
 

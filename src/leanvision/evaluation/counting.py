@@ -45,3 +45,18 @@ def counting_metrics(predicted: Sequence[float], ground_truth: Sequence[float]) 
         images=len(gt),
         nae_images=int(positive.sum()),
     )
+
+
+@dataclass(frozen=True)
+class CountingScorer:
+    """Scores predicted counts against fixed true counts: `scorer(predictions) -> metrics`.
+
+    Predictions are numbers or objects with a `count` attribute (e.g. `core.DensityMap`).
+    A picklable callable, so benchmarks can score in the processes they isolate engines in.
+    """
+
+    ground_truth: tuple[float, ...]
+
+    def __call__(self, predictions: Sequence) -> dict[str, float]:
+        counts = [float(getattr(p, "count", p)) for p in predictions]
+        return counting_metrics(counts, self.ground_truth).to_dict()

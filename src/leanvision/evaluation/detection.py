@@ -235,3 +235,20 @@ def plot_pr_curve(metrics: DetectionMetrics, path: str | os.PathLike[str], *, ti
         axes.legend(loc="lower left", fontsize="small")
     with atomic_path(path) as tmp:
         figure.savefig(tmp)
+
+
+@dataclass(frozen=True)
+class DetectionScorer:
+    """Scores predictions against fixed ground truth: `scorer(predictions) -> summary`.
+
+    A picklable callable, so benchmarks can score in the processes they isolate engines in.
+    """
+
+    ground_truth: tuple[Detections, ...]
+    image_sizes: tuple[tuple[int, int], ...]
+    class_names: tuple[str, ...]
+
+    def __call__(self, predictions: Sequence[Detections]) -> dict[str, float]:
+        metrics = evaluate_detections(self.ground_truth, predictions, image_sizes=self.image_sizes,
+                                      class_names=self.class_names)
+        return metrics.summary()
