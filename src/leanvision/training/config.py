@@ -1,9 +1,10 @@
 """The training recipe: one frozen dataclass per option group, YAML is only its saved form.
 
 `TrainConfig.from_yaml(path)` reads a complete recipe (no `_base_` inheritance; every key is
-documented in `configs/s0_cervical_retinanet.yaml`); `load_config(path, overrides)` also
-applies `key=value` overrides (dotted keys for groups: `optimizer.lr=0.005`) and checks the
-augmentation steps with the augmentation builder, so a typo fails before any training.
+documented in `configs/s0_cervical_retinanet.yaml` and `configs/s3_crowd_csrnet.yaml`);
+`load_config(path, overrides)` also applies `key=value` overrides (dotted keys for groups:
+`optimizer.lr=0.005`) and checks the augmentation steps with the builder of the model's task
+(detection or counting ops), so a typo fails before any training.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leanvision.core import Config, ConfigError, ResizeMode
+from leanvision.core import Config, ConfigError, ResizeMode, Task
 
 
 class OptimizerKind(enum.StrEnum):
@@ -52,7 +53,7 @@ class ModelOptions(Config):
 
 @dataclass(frozen=True)
 class DataOptions(Config):
-    """Datasets (any detection format `data.formats` reads) and the model input size.
+    """Datasets (any detection or counting format `data.formats` reads) and the model input size.
 
     Attributes:
         train, val: dataset directories; `val` may be None (no evaluation, no best.pt).
@@ -121,8 +122,8 @@ class AugmentOptions(Config):
     """Training augmentation: `data.augment.build_augmentation(steps, negatives=...)`.
 
     Attributes:
-        steps: ordered steps, each `{"op": name, **parameters}` (names: `data.augment.OPS`);
-            empty for none.
+        steps: ordered steps, each `{"op": name, **parameters}` (names: `data.augment.OPS`
+            for detection, `data.augment.counting.COUNT_OPS` for counting); empty for none.
         negatives: a folder of negative images (no boxes) for `replace_background`; None
             uses the training set's own negative images.
     """
@@ -152,7 +153,8 @@ class EmaOptions(Config):
 
 @dataclass(frozen=True)
 class CheckpointOptions(Config):
-    """Checkpoints: `last.pt` every `period` epochs and at the end, `best.pt` by val mAP@0.5."""
+    """Checkpoints: `last.pt` every `period` epochs and at the end, `best.pt` by the task's val
+    metric (mAP@0.5 for detection, MAE for counting)."""
 
     period: int = 1
 
@@ -163,7 +165,7 @@ class EvalOptions(Config):
 
     Attributes:
         period: evaluate every `period` epochs (and after the last); 0 = only after the last.
-        batch_size: images per `model.detect` call.
+        batch_size: images per `model.detect` / `model.predict` call.
         precise_bn_batches: before each evaluation, recompute the evaluated model's
             BatchNorm statistics over this many training batches; 0 = keep the running ones.
     """
@@ -225,22 +227,40 @@ class TrainConfig(Config):
         return dataclasses.replace(self, **changes)
 
 
-def _no_negatives_yet(rng: Any) -> Any:
-    raise RuntimeError("placeholder negative source: only used to check the recipe")
-
-
-def check_augment(options: AugmentOptions, *, path: str | os.PathLike[str] | None = None) -> None:
+def check_augment(options: AugmentOptions, *, path: str | os.PathLike[str] | None = None,
+                  model: str | None = None) -> None:
     """Build the augmentation once so unknown ops or parameters fail as a ConfigError.
 
-    The negative images are found only when training starts (from the data), so the check
-    uses a placeholder source that is never called.
+    The ops are those of the task of `model` (a registered name: detection or counting
+    ops). For a name the registry does not know, the task is the data's, known only when
+    training starts: the steps must then build as the ops of some task.
     """
-    from leanvision.data.augment import build_augmentation
+    from leanvision.training.tasks import adapter_for, recipe_task
 
-    try:
-        build_augmentation(list(options.steps), negatives=_no_negatives_yet)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, path=path) from None
+    task = recipe_task(model) if model is not None else None
+    tasks = [task] if task is not None else [Task.DETECT, Task.COUNT]
+    errors = []
+    for candidate in tasks:
+        try:
+            adapter_for(candidate).check_augment(list(options.steps))
+            return
+        except ConfigError as exc:
+            errors.append(exc)
+    raise ConfigError(errors[0].message, path=path) from None
+
+
+def recipe_path(name: str | os.PathLike[str]) -> Path:
+    """A recipe file: `name` if it exists, else the recipe of that name shipped with leanvision
+    (`s0_cervical_retinanet` or `s0_cervical_retinanet.yaml`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    import importlib.resources
+
+    builtin = importlib.resources.files("leanvision") / "configs" / (path.name if path.suffix else f"{path.name}.yaml")
+    if builtin.is_file():
+        return Path(str(builtin))
+    return path  # missing: reading it raises the one-line error naming it
 
 
 def load_config(
@@ -249,7 +269,8 @@ def load_config(
     """Read a recipe (or start from `base`), apply `key=value` overrides, check augmentations.
 
     Args:
-        path: YAML recipe; None to start from `base`.
+        path: YAML recipe, or the name of one shipped with leanvision (`recipe_path`);
+            None to start from `base`.
         overrides: `key=value` items, dotted keys for groups.
         base: the config to override when `path` is None (e.g. a run's saved config).
 
@@ -258,10 +279,12 @@ def load_config(
     """
     if path is None and base is None:
         raise ConfigError("a recipe is needed: --config path.yaml")
+    if path is not None:
+        path = recipe_path(path)
     config = TrainConfig.from_yaml(path) if path is not None else base
     try:
         config = config.with_overrides(list(overrides))
     except ConfigError as exc:
         raise ConfigError(exc.message, path=path) from None
-    check_augment(config.augment, path=path)
+    check_augment(config.augment, path=path, model=config.model.name)
     return config
