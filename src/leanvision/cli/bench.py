@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from leanvision.cli.ui import out, progress_bar
-from leanvision.core import ConfigError, DataError, ModelCard, Task
+from leanvision.core import ConfigError, ModelCard
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -28,46 +28,6 @@ def _names(text: str, option: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-def val_set(data: Path, card: ModelCard):
-    """The validation images and their scorer for the card's task."""
-    from leanvision.data.formats import CountingSet, read_dataset, read_detection
-    from leanvision.evaluation.benchmark import ValSet
-
-    if card.task is Task.DETECT:
-        from leanvision.evaluation.detection import DetectionScorer
-
-        dataset = read_detection(data)
-        if not dataset.images:
-            raise DataError("the validation set has no images", path=data)
-        if tuple(dataset.classes) != tuple(card.class_names):
-            raise DataError(f"validation classes {list(dataset.classes)} differ from the model's {list(card.class_names)}", path=data)
-        scorer = DetectionScorer(tuple(r.targets for r in dataset.images),
-                                 tuple((r.width, r.height) for r in dataset.images), tuple(card.class_names))
-        return ValSet(tuple(dataset.image_path(r) for r in dataset.images), scorer, "map50", True)
-    if card.task is Task.COUNT:
-        from leanvision.evaluation.counting import CountingScorer
-
-        dataset = read_dataset(data)
-        if not isinstance(dataset, CountingSet) or not dataset.images:
-            raise DataError("expected a counting set (images + points) with images", path=data)
-        scorer = CountingScorer(tuple(float(len(r.points)) for r in dataset.images))
-        return ValSet(tuple(dataset.image_root / r.file_name for r in dataset.images), scorer, "mae", False)
-    raise ConfigError(f"bench has no metric for task '{card.task}' yet")
-
-
-def score_entries(cells, *, metric: str, slides: int):
-    """Score entries from cells: the metric, throughput and per-image time of each."""
-    from leanvision.evaluation.scores import Entry
-
-    entries = []
-    for c in cells:
-        seconds_per_image = (c.slide_seconds / slides) if c.slide_seconds else 1.0 / c.images_per_s
-        values = {**c.metrics, "images_per_s": c.images_per_s, "seconds_per_image": seconds_per_image,
-                  "images": float(slides or 1), "seconds": seconds_per_image * (slides or 1)}
-        entries.append(Entry(c.name, {k: float(v) for k, v in values.items() if v is not None}))
-    return entries
-
-
 def _reference(cells, metric: str, given: str | None) -> str:
     if given:
         return given
@@ -75,19 +35,6 @@ def _reference(cells, metric: str, given: str | None) -> str:
     if not fp32:
         raise ConfigError("mlperf-gate needs an FP32 reference: pass --reference CELL or bench an FP32 model")
     return fp32[0].name
-
-
-def machine_meta() -> dict[str, str]:
-    """The machine as reports record it: CPU, cores, ISA, versions, date."""
-    import datetime
-    import platform
-
-    from leanvision import __version__
-    from leanvision.runtime.hardware import detect_cpu
-
-    cpu = detect_cpu()
-    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": cpu.summary(), "python": platform.python_version(), "leanvision": __version__}
 
 
 def bench(
@@ -106,8 +53,9 @@ def bench(
     reference: str | None = typer.Option(None, "--reference", help="mlperf-gate: the FP32 reference cell name."),
 ) -> None:
     """Measure accuracy and speed of every model x engine x precision x batch x requests."""
-    from leanvision.evaluation.benchmark import BenchOptions, run_bench
-    from leanvision.evaluation.report import write_bench_report
+    from leanvision.data.valset import val_set
+    from leanvision.evaluation.benchmark import BenchOptions, run_bench, score_entries
+    from leanvision.evaluation.report import machine_meta, write_bench_report
     from leanvision.evaluation.scores import score
     from leanvision.largeimage.inputs import expand_inputs
 

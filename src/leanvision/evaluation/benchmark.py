@@ -26,6 +26,7 @@ import numpy as np
 
 from leanvision.core.config import Config
 from leanvision.core.errors import ConfigError, LeanVisionError
+from leanvision.evaluation.scores import Entry
 
 MODEL_FILES = ("model.xml", "model.bin", "model.onnx")
 
@@ -330,3 +331,14 @@ def run_bench(
     if progress is not None:
         progress("done", len(jobs), len(jobs))
     return cells
+
+
+def score_entries(cells, *, metric: str, slides: int):
+    """Score entries from cells: the metric, throughput and per-image time of each."""
+    entries = []
+    for c in cells:
+        seconds_per_image = (c.slide_seconds / slides) if c.slide_seconds else 1.0 / c.images_per_s
+        values = {**c.metrics, "images_per_s": c.images_per_s, "seconds_per_image": seconds_per_image,
+                  "images": float(slides or 1), "seconds": seconds_per_image * (slides or 1)}
+        entries.append(Entry(c.name, {k: float(v) for k, v in values.items() if v is not None}))
+    return entries

@@ -183,3 +183,16 @@ def write_bench_report(
     sections.append(("Latency", f"<img alt='latency' src='{figure_data_uri(latency_plot(cells))}'>"))
     atomic_write_text(paths["html"], render_html("leanvision bench", meta, sections))
     return paths
+
+
+def machine_meta() -> dict[str, str]:
+    """The machine as reports record it: CPU, cores, ISA, versions, date."""
+    import datetime
+    import platform
+
+    from leanvision import __version__
+    from leanvision.runtime.hardware import detect_cpu
+
+    cpu = detect_cpu()
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": cpu.summary(), "python": platform.python_version(), "leanvision": __version__}
