@@ -52,13 +52,14 @@ def _root(
 
 
 def _register_commands() -> None:
-    from leanvision.cli import bench, data, demo, export, predict, profile, train, val
+    from leanvision.cli import bench, data, demo, export, predict, profile, quantize, train, val
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.train)
     app.command("val")(val.val)
     app.command("profile")(profile.profile)
     app.command("export")(export.export)
+    app.command("quantize")(quantize.quantize)
     app.command("predict")(predict.predict)
     app.command("bench")(bench.bench)
     app.command("demo")(demo.demo)

@@ -1,0 +1,94 @@
+"""`leanvision quantize MODEL_DIR --calib DATA --val DATA --backend B --out DIR`: INT8, measured.
+
+The work is `leanvision.compression.quantize.quantize`; this command parses the flags into
+`QuantizeOptions`, draws the progress bar and prints what was measured: mAP@0.5 of FP32,
+every layer INT8 and the saved model, throughput side by side on this CPU, the layers kept
+in FP32, and every warning (INT8 not faster, budget not reached, bf16 unavailable).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from leanvision.cli.ui import console, emit_json, out, progress_bar
+from leanvision.core import ConfigError
+
+
+def _sizes(text: str | None) -> tuple[int, ...]:
+    """"1,32,100,300" -> (1, 32, 100, 300)."""
+    if not text:
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--calib-sweep takes image counts separated by commas, e.g. 1,32,100,300, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--calib-sweep sizes must be at least 1, got {text!r}")
+    return sizes
+
+
+def _options(**flags):
+    from leanvision.compression.quantize import QuantizeOptions
+
+    return QuantizeOptions.from_dict({k: v for k, v in flags.items() if v is not None}, where="quantize")
+
+
+def quantize(
+    model_dir: Path = typer.Argument(..., help="An exported FP32 model directory (model.xml or model.onnx + model_card.json)."),
+    calib: Path = typer.Option(..., "--calib", help="Calibration images: a detection dataset (COCO, VOC, YOLO) or a folder of images."),
+    val: Path = typer.Option(..., "--val", help="A labelled detection dataset scoring every model (mAP@0.5)."),
+    backend: str = typer.Option(..., "--backend", help="openvino (NNCF, writes model.xml/.bin) or onnxruntime (QDQ, writes model.onnx)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the INT8 model, its card and quant_report.{json,md,html}."),
+    calib_size: int | None = typer.Option(None, "--calib-size", min=1, help="Calibration images (not batches) [default: 300]."),
+    calib_select: str | None = typer.Option(None, "--calib-select", help="random | diverse (k-center in feature space) | similar (nearest the centroid) [default: random]."),
+    calib_sweep: str | None = typer.Option(None, "--calib-sweep", help="Also quantize with each of these sizes and report mAP@0.5 per size, e.g. 1,32,100,300."),
+    keep_fp32: list[str] = typer.Option([], "--keep-fp32", help="Keep out of INT8: a layer group of the card (backbone, fpn, head) or a regex matching whole node names. Repeat for several."),
+    max_drop: float | None = typer.Option(None, "--max-drop", min=0.0, help="Accuracy budget in points of mAP@0.5 (0.5 = 0.005): keep the most sensitive layers FP32 until the measured drop fits."),
+    fallback: str | None = typer.Option(None, "--fallback", help="Precision of layers kept out of INT8: fp32 or bf16 (bf16 only on CPUs with AVX-512 BF16 / AMX) [default: fp32]."),
+    preset: str | None = typer.Option(None, "--preset", help="NNCF preset (openvino): performance (symmetric) or mixed (asymmetric activations) [default: performance]."),
+    ort_method: str | None = typer.Option(None, "--ort-method", help="ONNX Runtime calibration: minmax, entropy or percentile [default: minmax]."),
+    per_channel: bool = typer.Option(True, "--per-channel/--no-per-channel", help="Per-output-channel weight scales."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of random calibration selection [default: 0]."),
+    sensitivity_images: int | None = typer.Option(None, "--sensitivity-images", min=1, help="Calibration images each layer's output error is measured on [default: 8]."),
+    bench_seconds: float | None = typer.Option(None, "--bench-seconds", min=0.0, help="Seconds per model per throughput round; 0 skips throughput [default: 3]."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON to this file ('-' for stdout)."),
+) -> None:
+    """Quantize MODEL_DIR to INT8 (or mixed INT8/FP32 under --max-drop), measured on --val and on this CPU."""
+    from leanvision.compression.quantize import quantize as run_quantize
+
+    options = _options(calib_size=calib_size, calib_select=calib_select, calib_sweep=list(_sizes(calib_sweep)),
+                       keep_fp32=list(keep_fp32), max_drop=max_drop, fallback=fallback, preset=preset,
+                       ort_method=ort_method, per_channel=per_channel, seed=seed,
+                       sensitivity_images=sensitivity_images, bench_seconds=bench_seconds)
+    with progress_bar("quantize") as update:
+        result = run_quantize(model_dir, calib=calib, val=val, backend=backend, out=out_dir, options=options,
+                              progress=lambda stage, done, total: update(done, total, stage))
+    _print(result)
+    if json_out is not None:
+        emit_json(result.report, None if str(json_out) == "-" else json_out)
+
+
+def _print(result) -> None:
+    say = lambda text: out.print(text, markup=False, highlight=False)  # noqa: E731
+    say(f"{result.out}: {', '.join(p.name for p in result.files)}")
+    say(f"mAP@0.5: FP32 {result.fp32_map50:.4f} | INT8 all layers {result.int8_all_map50:.4f} "
+        f"({100 * (result.int8_all_map50 - result.fp32_map50):+.2f} points) | saved {result.map50:.4f} "
+        f"({-result.drop_points:+.2f} points, {len(result.kept_layers)} layers FP32, precision {result.card.precision.value})")
+    if result.throughput:
+        base = result.throughput.get("FP32") or float("nan")
+        shown = ", ".join(f"{label} {speed:.1f} ({speed / base:.2f}x)" for label, speed in result.throughput.items())
+        say(f"throughput, images/s measured here ({result.report['cpu']['int8_path']}): {shown}")
+    budget = result.report.get("budget")
+    if budget:
+        state = "reached" if budget["reached"] else "NOT reached (best model found saved)"
+        say(f"accuracy budget {budget['budget_points']:g} points: {state}")
+    if result.sensitivity is not None:
+        top = ", ".join(s.layer for s in result.sensitivity.layers[:5])
+        say(f"most sensitive layers: {top}")
+    if result.kept_layers:
+        say(f"FP32 layers: {', '.join(result.kept_layers)}")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
+    say(f"report: {result.out / 'quant_report.html'}")

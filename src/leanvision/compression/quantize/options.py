@@ -1,0 +1,125 @@
+"""`QuantizeOptions`: every knob of `quantize`, one frozen dataclass (YAML/JSON is its saved form).
+
+Accuracy figures are in **points** of the task metric (mAP@0.5 for detection, 0-100): a
+`max_drop` of 0.5 allows mAP@0.5 to fall from 0.9012 to 0.8962. Metrics themselves are kept
+in 0-1 units, as `evaluation` returns them; `points(delta)` converts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from leanvision.core.config import Config
+from leanvision.runtime import EngineOptions, PerformanceHint
+
+
+class CalibSelect(enum.StrEnum):
+    """How calibration images are chosen from the calibration set."""
+
+    RANDOM = "random"  # seeded uniform sample
+    DIVERSE = "diverse"  # k-center greedy in backbone-feature space (Sener & Savarese 2018)
+    SIMILAR = "similar"  # nearest the set's centroid in feature space (S3's hand pick, automated)
+
+
+class Preset(enum.StrEnum):
+    """NNCF quantization preset (OpenVINO backend)."""
+
+    PERFORMANCE = "performance"  # symmetric weights and activations
+    MIXED = "mixed"  # symmetric weights, asymmetric activations
+
+
+class OrtMethod(enum.StrEnum):
+    """ONNX Runtime calibration method (activation ranges)."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class Fallback(enum.StrEnum):
+    """Precision of the layers kept out of INT8."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # OpenVINO INFERENCE_PRECISION_HINT=bf16; needs AVX-512 BF16 or AMX
+
+
+# Throughput is measured with the same engine options for every model compared: the
+# throughput hint (several requests in flight), as a deployment serving many tiles runs.
+BENCH_ENGINE = EngineOptions(performance=PerformanceHint.THROUGHPUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeOptions(Config):
+    """Options of `quantize` (the CLI flags of `leanvision quantize`).
+
+    Attributes:
+        calib_size: calibration images (not batches); fewer available means all of them.
+        calib_select: how those images are chosen from the calibration set.
+        calib_sweep: also quantize with each of these calibration sizes and report the
+            metric per size (S0: 300 images beat 1200); empty for no sweep.
+        keep_fp32: regexes on layer names (`re.fullmatch`) or group names of the card's
+            `layer_groups` ("backbone", "fpn", "head"): layers left out of INT8.
+        max_drop: accuracy budget in points of mAP@0.5: keep the most sensitive layers out
+            of INT8 until the measured drop is at most this; None quantizes every layer not
+            named by `keep_fp32`.
+        fallback: precision of the layers kept out of INT8 (bf16 only where the CPU has it).
+        preset: NNCF preset (OpenVINO backend); None: performance.
+        ort_method: ONNX Runtime calibration method; None: minmax.
+        per_channel: per-output-channel weight scales (both backends).
+        reduce_range: ONNX Runtime 7-bit weights, which avoid the u8 x s8 saturation of
+            AVX2 kernels without VNNI; None: on exactly when this CPU lacks VNNI.
+        seed: seeds random calibration selection.
+        sensitivity: rank layers by sensitivity (needed by `max_drop`; costs one inference
+            of `sensitivity_images` images per layer).
+        sensitivity_images: calibration images the per-layer output error is measured on.
+        bench_seconds: seconds of inference per model per throughput round (0: no
+            throughput measurement).
+        bench_rounds: throughput rounds; models are measured in turn in each round and the
+            median is reported, so a busy machine slows every model alike.
+        chart_layers: layers shown in the report's sensitivity chart (most sensitive first).
+    """
+
+    calib_size: int = 300
+    calib_select: CalibSelect = CalibSelect.RANDOM
+    calib_sweep: tuple[int, ...] = ()
+    keep_fp32: tuple[str, ...] = ()
+    max_drop: float | None = None
+    fallback: Fallback = Fallback.FP32
+    preset: Preset | None = None
+    ort_method: OrtMethod | None = None
+    per_channel: bool = True
+    reduce_range: bool | None = None
+    seed: int = 0
+    sensitivity: bool = True
+    sensitivity_images: int = 8
+    bench_seconds: float = 3.0
+    bench_rounds: int = 3
+    chart_layers: int = 30
+
+    def __post_init__(self) -> None:
+        if self.calib_size < 1:
+            raise ValueError(f"calib_size must be at least 1, got {self.calib_size}")
+        if any(size < 1 for size in self.calib_sweep):
+            raise ValueError(f"calib_sweep sizes must be at least 1, got {list(self.calib_sweep)}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ValueError(f"max_drop is in points of mAP@0.5 and cannot be negative, got {self.max_drop}")
+        if self.sensitivity_images < 1 or self.bench_rounds < 1 or self.chart_layers < 1:
+            raise ValueError("sensitivity_images, bench_rounds and chart_layers must be at least 1")
+        if self.max_drop is not None and not self.sensitivity:
+            raise ValueError("the accuracy budget (max_drop) needs the sensitivity ranking")
+        if self.bench_seconds < 0:
+            raise ValueError(f"bench_seconds cannot be negative, got {self.bench_seconds}")
+
+    @property
+    def nncf_preset(self) -> Preset:
+        return self.preset or Preset.PERFORMANCE
+
+    @property
+    def ort_calibration(self) -> OrtMethod:
+        return self.ort_method or OrtMethod.MINMAX
+
+
+def points(delta: float) -> float:
+    """A metric difference in 0-1 units as points (0-100)."""
+    return 100.0 * delta

@@ -1,0 +1,101 @@
+"""The quantized model directory: checked, built in a staging sibling, committed whole.
+
+Like `leanvision export`, the output directory is either the previous result or the new one,
+never half of each, and an existing directory is replaced only if it holds nothing but the
+files quantization writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from leanvision import __version__
+from leanvision.core.card import CARD_FILENAME, ModelCard
+from leanvision.core.enums import Precision
+from leanvision.core.errors import ConfigError, ModelError
+
+OUTPUT_FILES = frozenset({"model.xml", "model.bin", "model.onnx", CARD_FILENAME, "quant_report.json",
+                          "quant_report.md", "quant_report.html", "quant_sensitivity.png"})
+
+
+def load_fp32_card(model_dir: Path) -> ModelCard:
+    """The card of an FP32 model directory.
+
+    Raises:
+        ModelError: no directory, no or unreadable card, or a model already INT8 / mixed.
+    """
+    if not model_dir.is_dir():
+        raise ModelError("model directory not found", path=model_dir)
+    card = ModelCard.load(model_dir)
+    if card.precision in (Precision.INT8, Precision.MIXED):
+        raise ModelError(f"the model is already quantized ({CARD_FILENAME} says precision "
+                         f"{card.precision.value}); quantize its FP32 export", path=model_dir)
+    return card
+
+
+def check_out(out: Path, model_dir: Path) -> None:
+    """ConfigError unless `out` can become (or replace) a quantized model directory."""
+    if out.resolve() == model_dir.resolve():
+        raise ConfigError("--out is the input model directory; write the INT8 model elsewhere", path=out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("the output path exists and is not a directory", path=out)
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+        if foreign:
+            raise ConfigError(f"refusing to replace a directory that is not a quantized model (it holds "
+                              f"{foreign[0]!r}); choose another --out", path=out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}", path=out) from None
+
+
+def staging_dir(out: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+
+
+def commit(staging: Path, out: Path) -> None:
+    """Move the finished `staging` directory to `out`, replacing a previous result whole."""
+    os.chmod(staging, 0o755)  # mkdtemp makes 0700; a model directory is meant to be shared
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def quantized_card(card: ModelCard, *, kept: Sequence[str], metrics: Mapping[str, float],
+                   facts: Mapping[str, Any]) -> ModelCard:
+    """The FP32 card updated for the INT8 model.
+
+    The card has no field for lists, so the FP32 layer list and the calibration details go
+    into `provenance` as JSON strings (`quantization_fp32_layers`, `quantization`).
+    """
+    provenance = {
+        **card.provenance,
+        "quantized_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quantizer_leanvision_version": __version__,
+        "nncf_version": _version("nncf"),
+        "onnxruntime_version": _version("onnxruntime"),
+        "quantization_fp32_layers": json.dumps(list(kept)),
+        "quantization": json.dumps(dict(facts), default=str),
+    }
+    return card.replace(precision=Precision.MIXED if kept else Precision.INT8,
+                        metrics={**card.metrics, **metrics}, provenance=provenance)
