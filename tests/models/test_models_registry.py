@@ -7,7 +7,8 @@ from torch import nn
 from leanvision.core import ConfigError, Task
 from leanvision.models import create_model, list_models, register_model, unregister_model
 
-BUILTIN = ["retinanet_mbv2", "retinanet_mbv2_slim", "retinanet_r50"]
+DETECTORS = ["retinanet_mbv2", "retinanet_mbv2_slim", "retinanet_r50"]
+COUNTERS = ["csrnet", "csrnet_mbv2"]
 
 
 def test_importing_the_package_loads_no_torch():
@@ -17,9 +18,10 @@ def test_importing_the_package_loads_no_torch():
 
 
 def test_list_models_filters_by_task():
-    assert list_models() == BUILTIN
-    assert list_models(Task.DETECT) == BUILTIN
-    assert list_models("detect") == BUILTIN
+    assert list_models() == sorted(DETECTORS + COUNTERS)
+    assert list_models(Task.DETECT) == DETECTORS
+    assert list_models("detect") == DETECTORS
+    assert list_models(Task.COUNT) == COUNTERS
     assert list_models(Task.CLASSIFY) == []
     with pytest.raises(ConfigError, match="unknown task 'detection'"):
         list_models("detection")
@@ -63,7 +65,7 @@ def test_unknown_name_lists_close_names():
     message = str(info.value)
     assert "unknown model 'retinanet_mbv3_slim'" in message and "retinanet_mbv2_slim" in message
     assert "\n" not in message
-    with pytest.raises(ConfigError, match="known: retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
+    with pytest.raises(ConfigError, match="known: csrnet, csrnet_mbv2, retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
         create_model("yolo", num_classes=1)
 
 

@@ -1,9 +1,12 @@
-"""`leanvision predict MODEL_DIR INPUTS... --out DIR`: detections for images of any size.
+"""`leanvision predict MODEL_DIR INPUTS... --out DIR`: detections, or counts (a counting
+model), for images of any size.
 
 The work is `leanvision.largeimage.run_pipeline`; this command parses options, builds the
 predictor factory (`functools.partial(load_predictor, ...)`, picklable for Ray actors),
 draws the progress bar and prints the summary. `--out r.json` with a single image writes
-that image's JSON alone (the ordinary-image form).
+that image's JSON alone (the ordinary-image form). S3's counting run:
+
+    leanvision predict exported/csrnet crowds/ --out counts --fit-grid 2x2 --batch 4
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def _print_summary(summary: PipelineSummary, where: Path | None) -> None:
 def _single_image(factory: functools.partial, inputs: list[str], target: Path, options: PipelineOptions) -> None:
     """The ordinary-image form: one image in, its JSON written to `target`."""
     from leanvision.largeimage.inputs import expand_inputs
-    from leanvision.largeimage.pipeline.outputs import write_json
+    from leanvision.largeimage.pipeline.outputs import CountResult, write_count_json, write_json
 
     paths = expand_inputs(inputs)
     if len(paths) != 1:
@@ -104,10 +107,15 @@ def _single_image(factory: functools.partial, inputs: list[str], target: Path, o
         summary = run_pipeline(predictor, paths, options=options, out_dir=None)
         if summary.failed:
             raise DataError(summary.failed[0].reason, path=summary.failed[0].path)
-        write_json(target, summary.results[paths[0]], predictor.card.class_names)
+        result = summary.results[paths[0]]
+        if isinstance(result, CountResult):
+            write_count_json(target, result)
+        else:
+            write_json(target, result, predictor.card.class_names)
     finally:
         predictor.close()
-    out.print(f"{len(summary.results[paths[0]].detections)} detections: {target}", markup=False, highlight=False)
+    found = f"count {result.count:.1f}" if isinstance(result, CountResult) else f"{len(result.detections)} detections"
+    out.print(f"{found}: {target}", markup=False, highlight=False)
 
 
 def predict(
@@ -124,15 +132,17 @@ def predict(
     requests: int | None = typer.Option(None, "--requests", min=1, help="Inference requests in flight (default: the engine's optimal number)."),
     reader: str | None = typer.Option(None, "--reader", help="Force a reader: simplejpeg, tifffile, openslide, pyvips, rasterio, opencv, pillow."),
     merge: MergeMethod = typer.Option(MergeMethod.NMS, "--merge", help="How detections of neighbouring tiles are merged."),
-    preview: bool = typer.Option(False, "--preview", help="Also write <stem>.png: the image downscaled with its boxes."),
+    preview: bool = typer.Option(False, "--preview", help="Also write <stem>.png: the image downscaled with its boxes (counting: its density heat map)."),
+    density: bool = typer.Option(False, "--density", help="Counting models: also write <stem>.npy, the stitched density map."),
     engine: EngineKind = typer.Option(EngineKind.LOCAL, "--engine", help="local, or ray to run on a Ray cluster."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: start Ray here)."),
 ) -> None:
-    """Detect objects in images of any size: tiles read in parallel, async batched inference, merged results."""
+    """Detect or count objects in images of any size: tiles read in parallel, async batched inference, merged results."""
     options = PipelineOptions.from_dict({
         "tiling": {"window": window, "overlap": overlap, "drop_border": drop_border, "fit_grid": _fit_grid(fit_grid)},
         "merge": MergeOptions(method=merge), "reader": _reader(reader), "readers": readers, "batch": batch,
-        "requests": requests, "preview": preview, "engine": engine, "ray": RayOptions(address=ray_address),
+        "requests": requests, "preview": preview, "density": density, "engine": engine,
+        "ray": RayOptions(address=ray_address),
     })
     factory = _factory(model_dir, backend, requests)
     if out_path.suffix.lower() == ".json":

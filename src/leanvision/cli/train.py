@@ -11,6 +11,8 @@ from leanvision.cli.ui import emit_json, out
 
 logger = logging.getLogger(__name__)
 
+_LABELS = {"map50": "mAP@0.5", "mae": "MAE"}  # how the figure that picks best.pt is printed
+
 
 def train(
     overrides: list[str] | None = typer.Argument(
@@ -20,7 +22,7 @@ def train(
         None, "--resume", help="Continue a run from its directory (last.pt) or a checkpoint; ends as an uninterrupted run would."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout)."),
 ) -> None:
-    """Train a detection model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
+    """Train a detection or counting model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
     from leanvision.training import load_config, resume_config
     from leanvision.training import train as run_training
 
@@ -31,12 +33,13 @@ def train(
     else:
         recipe_config = load_config(config, items)
     result = run_training(recipe_config, resume=resume)
-    best = f"best val mAP@0.5 {result.best_map50:.4f} (epoch {result.best_epoch})" if result.best_map50 is not None else "no val set"
+    label = _LABELS.get(result.metric, result.metric)
+    best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch})" if result.best is not None else "no val set"
     out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
     if result.skipped:
         out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
     if json_out is not None:
-        emit_json({"run_dir": str(result.run_dir), "epochs": result.epochs, "best_map50": result.best_map50,
-                   "best_epoch": result.best_epoch, "last_metrics": result.last_metrics,
+        emit_json({"run_dir": str(result.run_dir), "epochs": result.epochs, "metric": result.metric,
+                   "best": result.best, "best_map50": result.best_map50, "best_epoch": result.best_epoch, "last_metrics": result.last_metrics,
                    "skipped": [str(issue) for issue in result.skipped]},
                   None if str(json_out) == "-" else json_out)

@@ -10,6 +10,7 @@ from leanvision.core.card import (
     PostprocessSpec,
 )
 from leanvision.core.config import Config
+from leanvision.core.density import DensityKernel, DensityMap, DensitySpec
 from leanvision.core.detections import Detections
 from leanvision.core.enums import NmsKind, Precision, ResizeMode, Task
 from leanvision.core.errors import (
@@ -28,6 +29,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataError",
+    "DensityKernel",
+    "DensityMap",
+    "DensitySpec",
     "Detections",
     "InputSpec",
     "LeanVisionError",

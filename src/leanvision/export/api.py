@@ -3,6 +3,7 @@
     result = export_model("runs/s0/best.pt", format="openvino", out=Path("exported/s0"))
     result.files         # model.xml, model.bin, model_card.json, parity.json
     result.parity        # ParityReport: max |diff| of raw outputs, detection agreement
+                         # (counting: relative count difference)
 
 The directory is built in a temporary sibling and renamed into place only when everything
 (export, conversion, parity) succeeded, so `out` is either the previous export or the new
@@ -24,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.card import CARD_FILENAME, ModelCard, OutputSpec
+from leanvision.core.enums import Task
 from leanvision.core.errors import ConfigError, ModelError
 from leanvision.core.io import atomic_write_text
-from leanvision.export.card import expected_anchors, export_card, provenance
+from leanvision.export.card import expected_anchors, expected_density_shape, export_card, provenance
 from leanvision.export.parity import (
     FP32_PARITY,
     ParityReport,
@@ -41,6 +43,7 @@ from leanvision.runtime import Backend
 PARITY_FILENAME = "parity.json"
 SYNTHETIC_PARITY_IMAGES = 3
 BODY_OUTPUTS = (OutputSpec("cls_logits", "N,A,C"), OutputSpec("bbox_regression", "N,A,4"))
+DENSITY_OUTPUTS = (OutputSpec("density", "N,1,H,W"),)  # counting: objects per cell, count = sum
 # Files an exported model directory may hold: the only ones `out` may contain to be replaced.
 EXPORT_FILES = frozenset({"model.onnx", "model.xml", "model.bin", CARD_FILENAME, PARITY_FILENAME})
 
@@ -137,6 +140,12 @@ def _check_outputs(proto: Any, card: ModelCard, with_nms: bool) -> None:
     shapes = output_shapes(proto)
     if with_nms:
         return  # fixed (N, K) outputs; the parity check runs them
+    if card.task is Task.COUNT:
+        name, tail = card.outputs[0].name, expected_density_shape(card)
+        if tuple(shapes[name][1:]) != tail:
+            raise ModelError(f"exported output {name} has shape {list(shapes[name])} but the card's input and "
+                             f"output stride imply [N, {', '.join(map(str, tail))}]")
+        return
     anchors, classes = expected_anchors(card), card.num_classes
     expected = {"cls_logits": (anchors, classes), "bbox_regression": (anchors, 4)}
     for name, tail in expected.items():
@@ -209,16 +218,18 @@ def _parity_images(job: _Job, input_hw: tuple[int, int]) -> tuple[list[np.ndarra
 def _parity(job: _Job, module: Any, output_names: list[str], model: Any, card: ModelCard, staging: Path) -> ParityReport:
     backends = (Backend.OPENVINO,) if job.format is ExportFormat.OPENVINO else (Backend.ONNXRUNTIME, Backend.OPENVINO)
     compare = ("scores",) if job.with_nms else None
-    reference = torch_reference(module, output_names, model, card.postprocess, compare=compare)
+    reference = torch_reference(module, output_names, model, card.postprocess, compare=compare, task=card.task)
     report = check_parity(staging, reference, list(job.images), backends=backends, source=job.source,
                           tolerance=job.tolerance)
     atomic_write_text(staging / PARITY_FILENAME, _json(report.to_dict()))
     if not report.passed:
         tol = job.tolerance
+        agreement = (f"relative count difference {report.count_rel_diff:.3g} (allowed {tol.count_rtol:g})"
+                     if card.task is Task.COUNT else
+                     f"detection agreement {report.detection_agreement:.3f} (need {tol.min_agreement})")
         raise ModelError(
             f"exported model disagrees with torch: max |diff| {report.max_abs_diff:.3g} (allowed "
-            f"{tol.raw_atol:g} + {tol.raw_rtol:g} x output scale), detection agreement "
-            f"{report.detection_agreement:.3f} (need {tol.min_agreement}); {report.summary()}",
+            f"{tol.raw_atol:g} + {tol.raw_rtol:g} x output scale), {agreement}; {report.summary()}",
             path=job.checkpoint,
         )
     return report
@@ -247,8 +258,9 @@ def export_model(
         checkpoint: a training checkpoint, or a run directory (its best.pt, else last.pt).
         format: "onnx" (model.onnx) or "openvino" (model.xml + model.bin, FP32 weights).
         out: the model directory to write (replaced whole if it holds a previous export).
-        with_nms: put decode and NMS in the graph (outputs boxes, scores, labels,
-            num_detections) instead of exporting the body for numpy decode and NMS.
+        with_nms: detection only: put decode and NMS in the graph (outputs boxes, scores,
+            labels, num_detections) instead of exporting the body for numpy decode and NMS.
+            A counting model exports its density map (`DENSITY_OUTPUTS`).
         input_size: (height, width) of the exported input; default the card's.
         check: run the parity check (torch vs the runtime engines, batch 1 and > 1).
         parity_images: a directory of images for the parity check instead of synthetic ones.
@@ -268,7 +280,10 @@ def export_model(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model, trained = model_from_checkpoint(job.checkpoint)
-    outputs = BODY_OUTPUTS
+    outputs = DENSITY_OUTPUTS if trained.task is Task.COUNT else BODY_OUTPUTS
+    if with_nms and trained.task is not Task.DETECT:
+        raise ConfigError(f"--with-nms puts detection decoding in the graph; '{trained.name}' is a "
+                          f"{trained.task.value} model", path=job.checkpoint)
     if with_nms:
         from leanvision.export.nms_graph import in_graph_outputs
 

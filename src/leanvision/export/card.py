@@ -2,9 +2,10 @@
 
 From the checkpoint's card: task, class names, normalisation, colour order, resize rule,
 post-processing and the metrics measured in training. Recomputed for the export: the input
-size, the anchors with the feature sizes measured at that size (`model.card`), the box
-coder, the output names and layouts, the layer groups, FP32 precision, and provenance
-(checkpoint path and sha256, library versions, UTC date, exporter).
+size, the anchors with the feature sizes measured at that size and the box coder
+(detection), the output stride (counting), the output names and layouts, the layer groups,
+FP32 precision, and provenance (checkpoint path and sha256, library versions, UTC date,
+exporter).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def export_card(
     """The card of `model` exported at `input_size` (H, W), from its training card.
 
     Args:
-        model: a detection model honouring the contract (`card`, `parts`).
+        model: a detection or counting model honouring its contract (`card`, `parts`).
         trained: the checkpoint's card (normalisation, resize, post-processing, metrics).
         input_size: (height, width) of the exported input.
         outputs: the exported graph's outputs, in order.
@@ -76,13 +77,13 @@ def export_card(
         ModelError: the model does not describe itself with a card and parts.
     """
     if not hasattr(model, "card") or not hasattr(model, "parts"):
-        raise ModelError(f"{type(model).__name__} has no card() or parts: not an exportable detection model")
+        raise ModelError(f"{type(model).__name__} has no card() or parts: not an exportable model")
     fresh = model.card(class_names=trained.class_names, input_size=input_size,
                        mean=trained.input.mean, std=trained.input.std)
     spec = InputSpec.from_dict(trained.input.to_dict() | {"height": input_size[0], "width": input_size[1]})
     return trained.replace(
         input=spec, outputs=outputs, anchors=fresh.anchors, box_coder=fresh.box_coder,
-        precision=Precision.FP32, layer_groups=group_patterns(model.parts),
+        output_stride=fresh.output_stride, precision=Precision.FP32, layer_groups=group_patterns(model.parts),
         metrics=dict(trained.metrics), provenance={},
     )
 
@@ -96,3 +97,11 @@ def expected_anchors(card: ModelCard) -> int:
         for (h, w), sizes, ratios in zip(card.anchors.feature_sizes, card.anchors.sizes,
                                          card.anchors.aspect_ratios, strict=True)
     )
+
+
+def expected_density_shape(card: ModelCard) -> tuple[int, int, int]:
+    """(1, ceil(H / stride), ceil(W / stride)): a counting model's density output per image."""
+    if card.output_stride is None:
+        raise ModelError(f"card '{card.name}' is a counting card without an output_stride")
+    stride = card.output_stride
+    return 1, -(-card.input.height // stride), -(-card.input.width // stride)

@@ -9,7 +9,9 @@ very batch the predictor prepared:
 - detections: the runtime's (numpy decode + NMS, or the graph's own for `--with-nms`)
   against torch's `model.detect` (torchvision's decode + NMS), in image pixels. A pair
   matches with the same label and IoU >= 0.99; agreement is the matched fraction of the
-  detections scoring clearly above the threshold (see `ParityTolerance`), on both sides.
+  detections scoring clearly above the threshold (see `ParityTolerance`), on both sides;
+- counts (counting models): the runtime's count (sum of its density map over the image)
+  against torch's `model.predict`, as |runtime - torch| / max(|torch|, 1).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.boxes import box_iou
+from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
+from leanvision.core.enums import Task
 from leanvision.core.errors import DataError, LeanVisionError, ModelError
 from leanvision.core.protocols import Prepared
 from leanvision.runtime import Backend, EngineOptions, PrecisionHint, load_predictor
@@ -55,6 +59,8 @@ class ParityTolerance:
             within ~1e-6 of the IoU threshold may flip.
         score_margin: detections within this of the score threshold (or of the score a full
             list was cut at) may fall on either side and are not counted.
+        count_rtol: counting: largest |runtime count - torch count| / max(|torch count|, 1).
+            A count sums thousands of cells whose FP32 differences (~1e-7 each) partly cancel.
     """
 
     raw_rtol: float = 1e-4
@@ -62,6 +68,7 @@ class ParityTolerance:
     min_iou: float = 0.99
     min_agreement: float = 0.99
     score_margin: float = 1e-3
+    count_rtol: float = 1e-4
 
 
 FP32_PARITY = ParityTolerance()
@@ -78,6 +85,8 @@ class ParityRun:
         scale: per output name, max |torch output| (what raw_rtol is relative to).
         torch_detections, runtime_detections: confident detections on each side.
         matched_torch, matched_runtime: of those, how many found their counterpart.
+        count_rel_diff: counting models: the largest relative count difference over the
+            images (None for detection).
     """
 
     backend: str
@@ -88,6 +97,7 @@ class ParityRun:
     runtime_detections: int
     matched_torch: int
     matched_runtime: int
+    count_rel_diff: float | None = None
 
     @property
     def agreement(self) -> float:
@@ -97,6 +107,9 @@ class ParityRun:
 
     def raw_ok(self, tol: ParityTolerance) -> bool:
         return all(d <= tol.raw_atol + tol.raw_rtol * self.scale[k] for k, d in self.max_abs_diff.items())
+
+    def count_ok(self, tol: ParityTolerance) -> bool:
+        return self.count_rel_diff is None or self.count_rel_diff <= tol.count_rtol
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "detection_agreement": self.agreement}
@@ -125,26 +138,44 @@ class ParityReport:
         return max((run.torch_detections for run in self.runs), default=0)
 
     @property
+    def counting(self) -> bool:
+        """The runs compared counts (a counting model) rather than detections."""
+        return any(run.count_rel_diff is not None for run in self.runs)
+
+    @property
+    def count_rel_diff(self) -> float:
+        """The largest relative count difference of any run (0.0 for detection)."""
+        return max((run.count_rel_diff or 0.0 for run in self.runs), default=0.0)
+
+    @property
     def passed(self) -> bool:
         tol = self.tolerance
-        return all(run.raw_ok(tol) and run.agreement >= tol.min_agreement for run in self.runs)
+        return all(run.raw_ok(tol) and run.agreement >= tol.min_agreement and run.count_ok(tol) for run in self.runs)
 
     def metrics(self) -> dict[str, float]:
         """Figures for the card's `metrics`."""
+        if self.counting:
+            return {"parity_max_abs_diff": self.max_abs_diff, "parity_count_rel_diff": self.count_rel_diff,
+                    "parity_images": float(self.images)}
         return {"parity_max_abs_diff": self.max_abs_diff, "parity_detection_agreement": self.detection_agreement,
                 "parity_detections": float(self.detections), "parity_images": float(self.images)}
 
     def summary(self) -> str:
         """One line: the figures, per engine and batch size."""
+        if self.counting:
+            runs = ", ".join(f"{r.backend} batch {r.batch}: max|diff| {max(r.max_abs_diff.values()):.2e}, "
+                             f"count rel. diff {r.count_rel_diff:.2e}" for r in self.runs)
+            return f"parity on {self.images} {self.source} images (density maps and counts): {runs}"
         runs = ", ".join(f"{r.backend} batch {r.batch}: max|diff| {max(r.max_abs_diff.values()):.2e}, "
                          f"agreement {r.agreement:.3f}" for r in self.runs)
         return (f"parity on {self.images} {self.source} images ({self.detections} confident torch detections): "
                 f"{runs}")
 
     def to_dict(self) -> dict[str, Any]:
+        task = {"count_rel_diff": self.count_rel_diff} if self.counting else {
+            "detection_agreement": self.detection_agreement, "detections": self.detections}
         return {"images": self.images, "source": self.source, "passed": self.passed,
-                "max_abs_diff": self.max_abs_diff, "detection_agreement": self.detection_agreement,
-                "detections": self.detections, "tolerance": dataclasses.asdict(self.tolerance),
+                "max_abs_diff": self.max_abs_diff, **task, "tolerance": dataclasses.asdict(self.tolerance),
                 "runs": [run.to_dict() for run in self.runs]}
 
 
@@ -248,6 +279,18 @@ def detection_counts(
     return totals[0], totals[1], totals[2], totals[3]
 
 
+def count_difference(ref: Sequence[DensityMap], got: Sequence[DensityMap]) -> float:
+    """The largest |got count - ref count| / max(|ref count|, 1) over the images."""
+    return max((abs(g.count - r.count) / max(abs(r.count), 1.0) for r, g in zip(ref, got, strict=True)),
+               default=0.0)
+
+
+def maps_to_image(maps: Sequence[DensityMap], prepared: Prepared, output_stride: int) -> list[DensityMap]:
+    """Input-pixel density maps mapped to each source image (as the predictor maps its own)."""
+    return [DensityMap.from_model_output(m.density, t, output_stride)
+            for m, t in zip(maps, prepared.transforms, strict=True)]
+
+
 def to_image_pixels(dets: Sequence[Detections], prepared: Prepared) -> list[Detections]:
     """Model-input-pixel detections mapped to each source image (as the predictor maps its own)."""
     return [
@@ -258,27 +301,33 @@ def to_image_pixels(dets: Sequence[Detections], prepared: Prepared) -> list[Dete
 
 @dataclasses.dataclass(frozen=True)
 class TorchReference:
-    """The torch side: the exported module's raw outputs and the model's own detections.
+    """The torch side: the exported module's raw outputs and the model's own results.
 
     Attributes:
         raw: (N, 3, H, W) normalised batch -> {output name: array}, the module that was exported.
-        detect: the same batch -> detections in input pixels (torch decode + NMS).
+        detect: the same batch -> detections in input pixels (torch decode + NMS), or for a
+            counting model density maps in input pixels (`model.predict`).
+        task: which of the two `detect` returns.
     """
 
     raw: RawFn
     detect: DetectFn
+    task: Task = Task.DETECT
 
 
 def torch_reference(
-    exported: Any, output_names: Sequence[str], detector: Any, spec: Any, *, compare: Sequence[str] | None = None
+    exported: Any, output_names: Sequence[str], detector: Any, spec: Any, *, compare: Sequence[str] | None = None,
+    task: Task = Task.DETECT,
 ) -> TorchReference:
     """The torch side for an exported `exported` module and the `detector` it wraps.
 
     Args:
         exported: the module that was exported (the body, or the body with NMS), eval mode.
         output_names: names of its outputs, in order.
-        detector: the detection model; its `detect` is the reference detections.
+        detector: the model; its `detect` (detection) or `predict` (counting) is the
+            reference result.
         spec: the card's `PostprocessSpec` (the thresholds the runtime applies).
+        task: the model's task.
         compare: the outputs whose raw values are compared (default all). With NMS in the
             graph only `scores`: sorted best first they do not depend on how ties were
             ordered, while boxes and labels of tied slots may swap (the detection agreement
@@ -289,6 +338,7 @@ def torch_reference(
     @torch.no_grad()
     def raw(batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = exported(torch.from_numpy(np.ascontiguousarray(batch)))
+        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
         named = dict(zip(output_names, outputs, strict=True))
         return {name: named[name].numpy() for name in (compare or output_names)}
 
@@ -296,24 +346,32 @@ def torch_reference(
         return detector.detect(torch.from_numpy(np.ascontiguousarray(batch)), score_threshold=spec.score_threshold,
                                iou_threshold=spec.iou_threshold, max_detections=spec.max_detections)
 
-    return TorchReference(raw, detect)
+    def predict(batch: np.ndarray) -> list[DensityMap]:
+        return detector.predict(torch.from_numpy(np.ascontiguousarray(batch)))
+
+    return TorchReference(raw, predict if task is Task.COUNT else detect, task)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Expected:
-    """The torch side computed once for all images: raw outputs and image-pixel detections."""
+    """The torch side computed once for all images: raw outputs and image-pixel results
+    (detections, or density maps for a counting model)."""
 
     prepared: Prepared
     raw: dict[str, np.ndarray]
-    detections: list[Detections]
+    results: list[Any]
 
 
 def _expected(predictor: Any, reference: TorchReference, images: list[np.ndarray]) -> _Expected:
     # Preprocessing is per image and the same for every engine (the card drives it), so one
     # torch pass over all images serves every engine and batch size.
     prepared = predictor.preprocess(images)
-    detections = to_image_pixels(reference.detect(prepared.batch), prepared)
-    return _Expected(prepared, reference.raw(prepared.batch), detections)
+    found = reference.detect(prepared.batch)
+    if reference.task is Task.COUNT:
+        results = maps_to_image(found, prepared, predictor.card.output_stride)
+    else:
+        results = to_image_pixels(found, prepared)
+    return _Expected(prepared, reference.raw(prepared.batch), results)
 
 
 def _slice(prepared: Prepared, start: int, stop: int) -> Prepared:
@@ -324,17 +382,20 @@ def _run(predictor: Any, expected: _Expected, batch: int, tol: ParityTolerance) 
     diff = dict.fromkeys(expected.raw, 0.0)
     scale = {name: float(np.abs(value).max(initial=0.0)) for name, value in expected.raw.items()}
     got = []
-    for start in range(0, len(expected.detections), batch):
+    for start in range(0, len(expected.results), batch):
         prepared = _slice(expected.prepared, start, start + batch)
         raw = predictor.engine.infer(prepared.batch)
         for name, value in expected.raw.items():
             delta = np.abs(np.asarray(raw[name], np.float64) - value[start : start + batch].astype(np.float64))
             diff[name] = max(diff[name], float(delta.max(initial=0.0)))
         got += predictor.postprocess(raw, prepared)
+    backend = predictor.engine.backend.value
+    if predictor.card.task is Task.COUNT:
+        return ParityRun(backend, batch, diff, scale, 0, 0, 0, 0, count_rel_diff=count_difference(expected.results, got))
     options = predictor.options
-    counts = detection_counts(expected.detections, got, tol, threshold=options.score_threshold,
+    counts = detection_counts(expected.results, got, tol, threshold=options.score_threshold,
                               max_detections=options.max_detections)
-    return ParityRun(predictor.engine.backend.value, batch, diff, scale, *counts)
+    return ParityRun(backend, batch, diff, scale, *counts)
 
 
 def check_parity(

@@ -3,10 +3,13 @@
     from leanvision.runtime import load_predictor
     predictor = load_predictor("exported/retinanet", backend="openvino")
     detections = predictor([image_rgb])          # list[core.Detections], image pixels
+    counter = load_predictor("exported/csrnet")  # the card's task picks the predictor
+    maps = counter([image_rgb])                  # list[core.DensityMap]; maps[0].count
 
 The engine libraries are imported only when an engine is opened.
 """
 
+from leanvision.runtime.count import CountPredictor
 from leanvision.runtime.engines import (
     Backend,
     Engine,
@@ -19,6 +22,7 @@ from leanvision.runtime.predictor import DetectionPredictor, PostprocessOptions,
 
 __all__ = [
     "Backend",
+    "CountPredictor",
     "DetectionPredictor",
     "Engine",
     "EngineOptions",

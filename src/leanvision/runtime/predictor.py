@@ -1,4 +1,5 @@
-"""Card-driven detection predictor: images -> engine -> `Detections` in image pixels.
+"""Card-driven predictors: images -> engine -> `Detections` (or, for a counting card,
+`runtime.count.CountPredictor`'s `DensityMap`s) in image pixels.
 
     predictor = load_predictor("exported/retinanet")       # model file + model_card.json
     detections = predictor([image_rgb])                     # list[Detections]
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from leanvision.core.card import CARD_FILENAME, ModelCard, PostprocessSpec
+from leanvision.core.card import CARD_FILENAME, InputSpec, ModelCard, PostprocessSpec
 from leanvision.core.config import Config
 from leanvision.core.detections import Detections
 from leanvision.core.enums import NmsKind, Task
@@ -147,26 +148,7 @@ class DetectionPredictor:
         self._input_hw = (card.input.height, card.input.width)
         self._anchors = generate_anchors(card.anchors, self._input_hw)
         self._output_names = _output_names(card)
-        self._check_engine()
-        self._mean = np.asarray(card.input.mean, np.float32)
-        self._std = np.asarray(card.input.std, np.float32)
-
-    def _check_engine(self) -> None:
-        shape = self.engine.input_shape
-        model_hw = tuple(shape[2:]) if len(shape) == 4 else ()
-        if len(model_hw) != 2 or any(m is not None and m != c for m, c in zip(model_hw, self._input_hw, strict=True)):
-            shown = "x".join("?" if d is None else str(d) for d in model_hw) or str(list(shape))
-            raise ModelError(
-                f"{CARD_FILENAME} says input {self._input_hw[0]}x{self._input_hw[1]} but "
-                f"{self.engine.path.name} takes {shown}",
-                path=self.engine.path.parent,
-            )
-        missing = [n for n in self._output_names if n not in self.engine.output_names]
-        if missing:
-            raise ModelError(
-                f"model has no output {missing[0]!r} named by {CARD_FILENAME} (outputs: {', '.join(self.engine.output_names)})",
-                path=self.engine.path,
-            )
+        check_engine(engine, card, self._output_names)
 
     @property
     def max_in_flight(self) -> int:
@@ -199,24 +181,7 @@ class DetectionPredictor:
             `Prepared` with batch (N, 3, H, W) float32 (uint8 when the card's dtype says the
             model normalises in-graph), source sizes and `FitTransform`s.
         """
-        arrays = [read_image(item, i) for i, item in enumerate(images)]
-        transforms = tuple(fit(a.shape[:2], self._input_hw, self.card.input.resize, self.card.input.scale) for a in arrays)
-        batch = np.full((len(arrays), *self._input_hw, 3), self.card.input.pad_value, np.uint8)
-        for slot, image, transform in zip(batch, arrays, transforms, strict=True):
-            _paste_resized(slot, image, transform)
-        if self.card.input.color == "BGR":
-            batch = batch[..., ::-1]
-        sizes = tuple((int(a.shape[0]), int(a.shape[1])) for a in arrays)
-        return Prepared(self._to_model_input(batch), sizes, transforms)
-
-    def _to_model_input(self, batch: np.ndarray) -> np.ndarray:
-        chw = batch.transpose(0, 3, 1, 2)  # reorder the uint8 pixels: 4x less to move than floats
-        if self.card.input.dtype == "uint8":
-            return np.ascontiguousarray(chw)
-        out = np.empty(chw.shape, np.float32)
-        np.subtract(chw, self._mean[:, None, None], out=out, dtype=np.float32)
-        out /= self._std[:, None, None]
-        return out
+        return prepare_images(images, self.card.input)
 
     def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
         self.engine.submit(prepared.batch, on_done)
@@ -276,6 +241,57 @@ class DetectionPredictor:
         return Detections(boxes, scores, candidates.labels[keep]).clip(size[1], size[0])
 
 
+def prepare_images(images: Sequence[ImageInput], spec: InputSpec) -> Prepared:
+    """Fit each image to the card's input (its resize mode), reorder channels, normalise.
+
+    What every predictor's `preprocess` does, whatever the task.
+
+    Returns:
+        `Prepared` with batch (N, 3, H, W) float32 (uint8 when `spec.dtype` says the model
+        normalises in-graph), source sizes (height, width) and `FitTransform`s.
+    """
+    input_hw = (spec.height, spec.width)
+    arrays = [read_image(item, i) for i, item in enumerate(images)]
+    transforms = tuple(fit(a.shape[:2], input_hw, spec.resize, spec.scale) for a in arrays)
+    batch = np.full((len(arrays), *input_hw, 3), spec.pad_value, np.uint8)
+    for slot, image, transform in zip(batch, arrays, transforms, strict=True):
+        _paste_resized(slot, image, transform)
+    if spec.color == "BGR":
+        batch = batch[..., ::-1]
+    sizes = tuple((int(a.shape[0]), int(a.shape[1])) for a in arrays)
+    return Prepared(_to_model_input(batch, spec), sizes, transforms)
+
+
+def _to_model_input(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    chw = batch.transpose(0, 3, 1, 2)  # reorder the uint8 pixels: 4x less to move than floats
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(chw)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    out = np.empty(chw.shape, np.float32)
+    np.subtract(chw, mean[:, None, None], out=out, dtype=np.float32)
+    out /= std[:, None, None]
+    return out
+
+
+def check_engine(engine: Engine, card: ModelCard, output_names: Sequence[str]) -> None:
+    """ModelError unless the engine's input size is the card's and it has `output_names`."""
+    input_hw = (card.input.height, card.input.width)
+    shape = engine.input_shape
+    model_hw = tuple(shape[2:]) if len(shape) == 4 else ()
+    if len(model_hw) != 2 or any(m is not None and m != c for m, c in zip(model_hw, input_hw, strict=True)):
+        shown = "x".join("?" if d is None else str(d) for d in model_hw) or str(list(shape))
+        raise ModelError(
+            f"{CARD_FILENAME} says input {input_hw[0]}x{input_hw[1]} but {engine.path.name} takes {shown}",
+            path=engine.path.parent,
+        )
+    missing = [n for n in output_names if n not in engine.output_names]
+    if missing:
+        raise ModelError(
+            f"model has no output {missing[0]!r} named by {CARD_FILENAME} (outputs: {', '.join(engine.output_names)})",
+            path=engine.path,
+        )
+
+
 def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform) -> None:
     import cv2
 
@@ -329,18 +345,31 @@ def find_model_file(model_dir: Path, backend: Backend | None) -> Path:
     raise ModelError(f"no model file in the model directory (expected {' or '.join(names)})", path=model_dir)
 
 
+def _predictor_for(engine: Engine, card: ModelCard, overrides: Mapping[str, Any] | None) -> Any:
+    """The predictor of the card's task around `engine`."""
+    if card.task is Task.COUNT:
+        from leanvision.runtime.count import CountPredictor
+
+        if overrides:
+            raise ConfigError(f"post-processing overrides {sorted(overrides)} apply to detectors; "
+                              f"'{card.name}' is a counting model", path=engine.path)
+        return CountPredictor(engine, card)
+    return DetectionPredictor(engine, card, overrides=overrides)
+
+
 def load_predictor(
     model_dir: str | os.PathLike[str],
     *,
     backend: Backend | str | None = None,
     options: EngineOptions | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> DetectionPredictor:
-    """Open an exported model directory (model file + `model_card.json`) as a predictor.
+) -> Any:
+    """Open an exported model directory (model file + `model_card.json`) as the predictor of
+    its card's task: a `DetectionPredictor` (detect) or a `runtime.count.CountPredictor` (count).
 
     Raises:
         ModelError: missing or corrupt model or card, or a card that disagrees with the model.
-        ConfigError: an unknown backend or override.
+        ConfigError: an unknown backend or override (counting models take no overrides).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -349,7 +378,7 @@ def load_predictor(
     chosen = as_backend(backend)
     engine = open_engine(find_model_file(model_dir, chosen), backend=chosen, options=options)
     try:
-        return DetectionPredictor(engine, card, overrides=overrides)
+        return _predictor_for(engine, card, overrides)
     except (ModelError, ConfigError):
         engine.close()
         raise

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from leanvision.core import DataError, InputSpec
 from leanvision.data.formats import DetectionSet, Issue, read_detection
@@ -30,13 +30,14 @@ class TrainData:
     """The screened training and validation sets.
 
     Attributes:
-        train, val: readable images only; `val` is None when not configured.
-        classes: class names (the training set's).
+        train, val: readable images only (a `DetectionSet`, or a `CountingSet` for
+            counting); `val` is None when not configured.
+        classes: class names (the training set's; counting: the one class counted).
         skipped: images and labels left out, with the reason (warned about when found).
     """
 
-    train: DetectionSet
-    val: DetectionSet | None
+    train: Any
+    val: Any | None
     classes: tuple[str, ...]
     skipped: list[Issue] = field(default_factory=list)
 
@@ -115,12 +116,21 @@ def train_loader(
     way evaluation and deployment fit images. Workers are persistent: the dataset keeps its
     epoch in shared memory, so `set_epoch` reaches them.
     """
-    from leanvision.data.torch_dataset import DetectionDataset, collate
+    from leanvision.data.torch_dataset import DetectionDataset
 
     torch_set = DetectionDataset(dataset, augment=augment, input_size=(spec.height, spec.width), seed=seed,
                                  resize=spec.resize, pad_value=spec.pad_value, scale=spec.scale)
+    return deterministic_loader(torch_set, seed=seed, batch_size=batch_size, workers=workers)
+
+
+def deterministic_loader(dataset: Dataset, *, seed: int, batch_size: int, workers: int) -> DataLoader:
+    """A DataLoader over a leanvision torch dataset (items `(image, target, index)`): order
+    from `EpochSampler`, targets collated as a list, persistent workers (the dataset keeps
+    its epoch in shared memory, so `set_epoch` reaches them)."""
+    from leanvision.data.torch_dataset import collate
+
     return DataLoader(
-        torch_set, batch_size=batch_size, sampler=EpochSampler(len(torch_set), seed=seed),
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed=seed),
         num_workers=workers, collate_fn=collate, drop_last=False, persistent_workers=workers > 0,
         # Its own generator: worker seeds then never draw from (or shift) the global torch RNG.
         generator=torch.Generator().manual_seed(seed),

@@ -18,9 +18,9 @@ gradient clipping, NaN detection, evaluation, logging and progress are hooks
         (break if trainer.stop_requested)
     hook.after_train()                   # also after an exception (trainer.error is set)
 
-Batches are `(images, targets, indices)`: uint8 (N, 3, H, W) RGB, a list of N dicts with
-`boxes` (M, 4) float32 xyxy input pixels and `labels` (M,) int64, and the (N,) dataset
-indices. The step normalises images with the model card's mean/std, so loaders move uint8.
+Batches are `(images, targets, indices)`: uint8 (N, 3, H, W) RGB, a list of N target dicts
+(detection: `boxes` (M, 4) float32 xyxy input pixels and `labels` (M,) int64; counting:
+`density` (1, H/8, W/8) float32, `points`, `count`), and the (N,) dataset indices. The step normalises images with the model card's mean/std, so loaders move uint8.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Trainer:
     """Runs the epochs and the step; hooks do the rest.
 
     Args:
-        model: a detection model with `compute_loss(images, targets) -> dict of scalars`.
+        model: a model with `compute_loss(images, targets) -> dict of scalars` (any task).
         loader: an iterable of `Batch`; re-iterated every epoch. If it (or its dataset or
             sampler) has `set_epoch(epoch)`, that is called before each epoch.
         optimizer: the optimizer over the model's parameters.

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from leanvision.core import ConfigError, DataError, ModelCard, ModelError
-from leanvision.data.formats import DetectionSet, Issue
+from leanvision.core import ConfigError, ModelCard, ModelError, Task
+from leanvision.data.formats import Issue
 from leanvision.training.checkpoint import LAST, load_checkpoint, resolve_checkpoint, restore_rng
 from leanvision.training.config import TrainConfig, load_config
-from leanvision.training.data import TrainData, load_train_data, train_loader
+from leanvision.training.data import TrainData
 from leanvision.training.hooks import (
     AmpHook,
     CheckpointHook,
@@ -42,7 +42,7 @@ from leanvision.training.hooks import (
 from leanvision.training.hooks.precise_bn import update_bn_stats
 from leanvision.training.loop import Batch, HookBase, Trainer, normalize
 from leanvision.training.optim import build_optimizer
-from leanvision.training.predict import evaluate_model
+from leanvision.training.tasks import TaskAdapter, adapter_for, data_task, recipe_task
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +58,25 @@ class TrainResult:
     Attributes:
         run_dir: where its files are.
         epochs: epochs completed (in total, resumed runs included).
-        best_map50: best val mAP@0.5 (None without a val set).
+        best: best value of `metric` on the val set (None without a val set).
         best_epoch: the epoch `best.pt` holds (0 if none).
+        metric: the figure that picked `best.pt`: "map50" (detection), "mae" (counting).
         last_metrics: the last evaluation's figures.
         skipped: images and labels left out of the data, with the reason.
     """
 
     run_dir: Path
     epochs: int
-    best_map50: float | None
+    best: float | None
     best_epoch: int
+    metric: str = "map50"
     last_metrics: dict[str, float] = field(default_factory=dict)
     skipped: list[Issue] = field(default_factory=list)
+
+    @property
+    def best_map50(self) -> float | None:
+        """Best val mAP@0.5 of a detection run (None for other tasks or without a val set)."""
+        return self.best if self.metric == "map50" else None
 
 
 @contextlib.contextmanager
@@ -104,33 +111,6 @@ def registry_factory(config: TrainConfig) -> ModelFactory:
     return build
 
 
-def _build_augmentation(config: TrainConfig, train_set: DetectionSet) -> Any:
-    """The recipe's augmentation; negatives from `augment.negatives` or the training set's own."""
-    if not config.augment.steps:
-        return None
-    from leanvision.data.augment import ImagePool, build_augmentation, negative_pool
-    from leanvision.data.images import list_images
-
-    folder = config.augment.negatives
-    if folder is not None:
-        paths = list(list_images(Path(folder))) if Path(folder).is_dir() else []
-        if not paths:
-            raise DataError("augment.negatives: no images in this folder", path=folder)
-        negatives = ImagePool(paths)
-    else:
-        negatives = negative_pool(train_set)
-    return build_augmentation(list(config.augment.steps), negatives=negatives)
-
-
-def _evaluator(val: DetectionSet, card: ModelCard, config: TrainConfig) -> Callable[[nn.Module], dict[str, float]]:
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        metrics, _ = evaluate_model(model, val, card.input, class_names=card.class_names,
-                                    batch_size=config.eval.batch_size)
-        return metrics.summary()
-
-    return evaluate
-
-
 def _precise_bn(loader: Iterable[Batch], card: ModelCard, num_batches: int) -> Callable[[nn.Module], None] | None:
     if num_batches <= 0:
         return None
@@ -144,10 +124,11 @@ def _precise_bn(loader: Iterable[Batch], card: ModelCard, num_batches: int) -> C
 
 def build_hooks(
     config: TrainConfig, model: nn.Module, card: ModelCard, data: TrainData, run_dir: Path,
-    *, loader: Iterable[Batch], progress: bool = True,
+    *, loader: Iterable[Batch], adapter: TaskAdapter, progress: bool = True,
 ) -> list[HookBase]:
     """The hooks of a run, in calling order (the order matters at each point:
-    NaN check before clipping; evaluation, then the log row, then the checkpoint)."""
+    NaN check before clipping; evaluation, then the log row, then the checkpoint).
+    The adapter says how to evaluate and which figure picks `best.pt`."""
     schedule, amp = config.schedule, AmpHook(config.amp)
     hooks: list[HookBase] = [amp, LrScheduleHook(base_lr=config.optimizer.lr, final_lr=schedule.final_lr,
                                                  warmup_iters=schedule.warmup_iters, warmup_factor=schedule.warmup_factor)]
@@ -159,10 +140,12 @@ def build_hooks(
     if config.time_budget_minutes is not None:
         hooks.append(TimeBudgetHook(config.time_budget_minutes * 60))
     if data.val is not None:
-        hooks.append(EvalHook(_evaluator(data.val, card, config), period=config.eval.period,
-                              prepare=_precise_bn(loader, card, config.eval.precise_bn_batches)))
+        hooks.append(EvalHook(adapter.evaluator(config, data.val, card), period=config.eval.period,
+                              prepare=_precise_bn(loader, card, config.eval.precise_bn_batches), shown=adapter.shown))
     hooks.append(MetricsLogHook(run_dir, batch_size=config.loader.batch_size))
     hooks.append(CheckpointHook(run_dir, card=card, config=config.to_dict(), period=config.checkpoint.period,
+                                metric=adapter.metric, higher_is_better=adapter.higher_is_better,
+                                card_metrics=adapter.card_metrics,
                                 provenance=lambda: {"amp": amp.decision, "skipped_images": str(len(data.skipped))}))
     if progress:
         hooks.append(ProgressHook())
@@ -227,7 +210,10 @@ def train(
     extra_hooks: Sequence[HookBase] = (),
     progress: bool = True,
 ) -> TrainResult:
-    """Train a detection model as `config` says; write the run into `config.output`.
+    """Train a model as `config` says; write the run into `config.output`.
+
+    The task (detection, counting) is the registered model's; with a `model_factory` (or a
+    model name the registry does not know), that of the training set's format.
 
     Args:
         config: the recipe (see `load_config` / `resume_config`).
@@ -237,8 +223,10 @@ def train(
         progress: draw a progress bar (on terminals).
 
     Raises:
-        DataError: missing or empty data, no positive boxes, class lists that differ.
-        ConfigError: the output directory already holds a run and `resume` is None.
+        DataError: missing or empty data, no positive boxes (no points), class lists that
+            differ, a dataset of another task than the model's.
+        ConfigError: the output directory already holds a run and `resume` is None; the
+            model built is of another task than the recipe's.
         ModelError: the checkpoint to resume is missing, corrupt or does not fit.
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
     """
@@ -246,16 +234,19 @@ def train(
     checkpoint_path = resolve_checkpoint(resume) if resume is not None else None
     checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     _check_run_dir(run_dir, checkpoint is not None)
+    # A caller's factory may build any model: the data says the task, `_check_task` the rest.
+    registered = None if model_factory is not None else recipe_task(config.model.name)
+    adapter = adapter_for(registered or data_task(config.data.train))
     with seeded(config.seed, deterministic=config.deterministic, threads=config.loader.threads):
-        data = load_train_data(config.data.train, config.data.val, workers=max(1, config.loader.workers))
+        data = adapter.load_data(config)
         model = (model_factory or registry_factory(config))(len(data.classes))
+        _check_task(model, adapter.task, config.model.name)
         card = model.card(class_names=data.classes, input_size=config.data.input_size,
                           resize=config.data.resize, scale=config.data.scale)
-        loader = train_loader(data.train, card.input, augment=_build_augmentation(config, data.train),
-                              seed=config.seed, batch_size=config.loader.batch_size, workers=config.loader.workers)
+        loader = adapter.train_loader(config, data, card, model)
         trainer = Trainer(model, loader, build_optimizer(model, config.optimizer), mean=card.input.mean,
                           std=card.input.std)
-        hooks = build_hooks(config, model, card, data, run_dir, loader=loader, progress=progress)
+        hooks = build_hooks(config, model, card, data, run_dir, loader=loader, adapter=adapter, progress=progress)
         trainer.register_hooks([*hooks, *extra_hooks])
         trainer.max_epochs = config.schedule.epochs
         if checkpoint is not None:
@@ -267,7 +258,14 @@ def train(
     return _result(trainer, run_dir, data)
 
 
+def _check_task(model: nn.Module, task: Task, name: str) -> None:
+    """ConfigError when the model built is not of the recipe's task."""
+    model_task = getattr(model, "task", None)
+    if model_task is not None and Task(model_task) is not task:
+        raise ConfigError(f"model '{name}' is a {Task(model_task).value} model, but the recipe trains {task.value}")
+
+
 def _result(trainer: Trainer, run_dir: Path, data: TrainData) -> TrainResult:
     best = next(h for h in trainer.hooks if isinstance(h, CheckpointHook))
-    return TrainResult(run_dir, trainer.epoch, best.best, best.best_epoch, dict(trainer.eval_metrics),
+    return TrainResult(run_dir, trainer.epoch, best.best, best.best_epoch, best.metric, dict(trainer.eval_metrics),
                        list(data.skipped))

@@ -1,11 +1,14 @@
 """Per-image bookkeeping and the merge/write step.
 
-`ImageBook` gathers the detections of each image's tiles as they come back (in any order,
+`ImageBook` gathers the results of each image's tiles as they come back (in any order,
 from the post-processing thread) and, once the image's reader has finished and every tile
-has its result, hands the image to the `Merger`. The merger runs on its own thread: maps
-the tiles' detections to image pixels, applies the keep regions, merges across tiles
-(`merge_detections` with each box's tile, so boxes of one tile never fuse) and writes the
-outputs. Both engines (local, Ray) feed the same book, so they merge identically.
+has its result, hands the image to the `Merger`. The merger runs on its own thread and
+writes the outputs. For a detector it maps the tiles' detections to image pixels, applies
+the keep regions and merges across tiles (`merge_detections` with each box's tile, so
+boxes of one tile never fuse). For a counting model it stitches the tiles' density maps
+into one map of the image (`DenseStitcher`, DENSITY: each tile's count is kept, overlaps
+are averaged), whose sum is the count. Both engines (local, Ray) feed the same book, so
+they merge identically.
 """
 
 from __future__ import annotations
@@ -18,11 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
+from leanvision.core.card import ModelCard
+from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
+from leanvision.core.enums import Task
 from leanvision.largeimage.grid import Tile
-from leanvision.largeimage.merge import MergeOptions, merge_detections, tiles_to_image
-from leanvision.largeimage.pipeline.outputs import ImageResult, write_image_outputs
+from leanvision.largeimage.merge import (
+    DenseKind,
+    DenseStitcher,
+    MergeOptions,
+    merge_detections,
+    tiles_to_image,
+)
+from leanvision.largeimage.pipeline.options import PipelineOptions
+from leanvision.largeimage.pipeline.outputs import (
+    CountResult,
+    ImageResult,
+    write_count_outputs,
+    write_image_outputs,
+)
 from leanvision.largeimage.pipeline.stats import StageClock
+
+TileResult = Detections | DensityMap  # what a predictor returns for one tile (tile-input pixels)
 
 INTERRUPTED = "interrupted before it finished (Ctrl-C)"
 
@@ -41,7 +61,7 @@ class _Image:
     stem: str
     size: tuple[int, int] | None = None
     tiles: list[Tile] = field(default_factory=list)
-    results: list[Detections | None] = field(default_factory=list)
+    results: list[TileResult | None] = field(default_factory=list)
     received: int = 0
     read_done: bool = False
     preview: np.ndarray | None = None
@@ -52,6 +72,23 @@ def merge_tiles(per_tile: Sequence[Detections], tiles: Sequence[Tile], size: tup
     """One image's detections from its tiles' (tile-input pixels): map, keep, merge."""
     dets, tile_index = tiles_to_image(per_tile, tiles, size)
     return merge_detections(dets, options, tile_index=tile_index)
+
+
+def stitch_density(per_tile: Sequence[DensityMap], tiles: Sequence[Tile], size: tuple[int, int]) -> DensityMap:
+    """One image's density map from its tiles' maps (in tile-input pixels).
+
+    The canvas has one cell per model output cell at the grid's scale (stride = window /
+    input x the tiles' map stride, in image pixels); each tile's map is placed over its window keeping its
+    sum, cropped to the image, and overlaps are averaged (`merge.DenseStitcher`).
+    """
+    first, tile = per_tile[0], tiles[0]
+    # Square canvas cells at the finer of the two axes' strides: a fit grid that stretches
+    # the image has different x and y strides; the stitcher resamples keeping each sum.
+    stride = min(tile.w / tile.out_w * first.stride[0], tile.h / tile.out_h * first.stride[1])
+    stitcher = DenseStitcher(size[0], size[1], stride=stride, kind=DenseKind.DENSITY)
+    for tile_map, tile in zip(per_tile, tiles, strict=True):
+        stitcher.add(tile, tile_map.density)
+    return DensityMap(stitcher.result()[0], stitcher.stride)
 
 
 class ImageBook:
@@ -79,7 +116,7 @@ class ImageBook:
                 image.results = [None] * len(tiles)
                 self.tiles_planned += len(tiles)
 
-    def tile(self, image_id: int, index: int, dets: Detections) -> None:
+    def tile(self, image_id: int, index: int, dets: TileResult) -> None:
         with self._lock:
             self.tiles_done += 1
             image = self._images.get(image_id)
@@ -131,18 +168,21 @@ class Merger:
     """Merges and writes complete images on a background thread (`merge` stage).
 
     Args:
-        merge: how tiles' detections are merged.
-        class_names: for the outputs' category names.
+        options: the pipeline options (how detections are merged, which files to write).
+        card: the model's card: its task says whether tiles hold detections or density
+            maps; its class names go into detection outputs.
         clock: receives the merge stage's wall and CPU time (merge + writing).
         out_dir: where outputs go; None: results are only kept in memory.
     """
 
-    def __init__(self, merge: MergeOptions, class_names: Sequence[str], clock: StageClock, out_dir: Path | None) -> None:
-        self.merge = merge
-        self.class_names = tuple(class_names)
+    def __init__(self, options: PipelineOptions, card: ModelCard, clock: StageClock, out_dir: Path | None) -> None:
+        self.options = options
+        self.merge = options.merge
+        self.counting = card.task is Task.COUNT
+        self.class_names = tuple(card.class_names)
         self.clock = clock
         self.out_dir = out_dir
-        self.results: dict[int, ImageResult] = {}
+        self.results: dict[int, ImageResult | CountResult] = {}
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="leanvision-merge", daemon=True)
@@ -164,11 +204,22 @@ class Merger:
 
     def _finish(self, image_id: int, image: _Image) -> None:
         assert image.size is not None
+        if self.counting:
+            self._finish_count(image_id, image)
+            return
         per_tile = [r if r is not None else Detections.empty() for r in image.results]
         merged = merge_tiles(per_tile, image.tiles, image.size, self.merge)
         result = ImageResult(image.path, image.size[0], image.size[1], merged, len(image.tiles))
         if self.out_dir is not None:
             write_image_outputs(self.out_dir, image.stem, result, self.class_names, image.preview)
+        self.results[image_id] = result
+
+    def _finish_count(self, image_id: int, image: _Image) -> None:
+        assert image.size is not None
+        density = stitch_density(image.results, image.tiles, image.size)
+        result = CountResult(image.path, image.size[0], image.size[1], density, len(image.tiles))
+        if self.out_dir is not None:
+            write_count_outputs(self.out_dir, image.stem, result, image.preview, density=self.options.density)
         self.results[image_id] = result
 
     def check(self) -> None:

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.deps import require
-from leanvision.core.detections import Detections
 from leanvision.core.errors import LeanVisionError
 from leanvision.core.protocols import Predictor
 from leanvision.largeimage.grid import Tile
@@ -68,7 +67,7 @@ class UnitResult:
     unit: WorkUnit
     size: tuple[int, int] | None = None
     tiles: list[Tile] | None = None
-    detections: dict[int, Detections] | None = None
+    detections: dict[int, Any] | None = None  # per tile: Detections, or a DensityMap (counting)
     preview: np.ndarray | None = None
     failure: str | None = None
     wall: dict[str, float] | None = None

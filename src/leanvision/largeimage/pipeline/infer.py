@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from leanvision.core.detections import Detections
 from leanvision.core.protocols import Predictor, Prepared, RawOutputs, StagedPredictor
 from leanvision.largeimage.pipeline.stats import StageClock
 
 TileKey = tuple[int, int]  # (image id, tile index)
-OnResult = Callable[[TileKey, Detections], None]
+OnResult = Callable[[TileKey, Any], None]  # a tile's `Detections`, or its `DensityMap` (counting)
 # Without a callback for this long, ask the predictor (wait_all) whether a request failed:
 # engines report a failed request there, not through its callback.
 _STALL_SECONDS = 30.0
@@ -87,7 +86,7 @@ class InferenceRunner:
         clock: receives preprocess (this thread), infer (submit -> callback, per request)
             and postprocess (the post-processing thread) times.
         on_result: called from the post-processing thread with each tile's key and its
-            detections in tile-input pixels.
+            result in tile-input pixels (detections, or a density map for a counting model).
     """
 
     def __init__(self, predictor: Predictor, *, batch: int, requests: int | None, clock: StageClock,

@@ -39,7 +39,9 @@ class TilingOptions(Config):
         drop_border: up to this many pixels of each image border may be left unread when
             that saves windows (S0).
         fit_grid: (rows, cols): resize each image so that it splits exactly into this many
-            model inputs (S3); `window`, `overlap` and `drop_border` then do not apply.
+            model inputs (S3's 2x2 for 576x768 inputs on images up to 2048 px: no strip of
+            the image wasted, no overlap); `window`, `overlap` and `drop_border` then do not
+            apply.
     """
 
     window: int | None = None
@@ -103,7 +105,8 @@ def _member(kind: type[enum.StrEnum], value: object, name: str) -> enum.StrEnum:
 
 # Measured on the 2-core machine (docs/large-images.md, "Defaults"): two reader processes
 # keep one JPEG decoding while the other's tiles are inferred; batch 1 with the engine's
-# optimal number of requests matched batch 4-8 in throughput at lower memory.
+# optimal number of requests matched batch 4-8 in throughput at lower memory. (S3's "4N
+# batch", 4 tiles of a 2x2 fit grid per call, is `batch=4`; benchmarks/counting.py.)
 DEFAULT_READERS = 2
 DEFAULT_BATCH = 1
 
@@ -123,8 +126,10 @@ class PipelineOptions(Config):
         slots: shared-memory tile slots (each one model input, H x W x 3 bytes); None:
             enough for two batches plus two tiles per reader. Bounds how far reading runs
             ahead of inference.
-        preview: also write `<stem>.png`, the image downscaled with its boxes drawn.
+        preview: also write `<stem>.png`, the image downscaled with its boxes drawn (a
+            counting model: under its density as a heat map, with the count).
         preview_size: longest side of the preview, pixels.
+        density: counting models: also write `<stem>.npy`, the stitched density map.
         engine: local or Ray.
         ray: Ray engine options.
         start_method: how reader processes start (never fork).
@@ -140,6 +145,7 @@ class PipelineOptions(Config):
     slots: int | None = None
     preview: bool = False
     preview_size: int = 1024
+    density: bool = False
     engine: EngineKind = EngineKind.LOCAL
     ray: RayOptions = field(default_factory=RayOptions)
     start_method: StartMethod = StartMethod.FORKSERVER

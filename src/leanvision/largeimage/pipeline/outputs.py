@@ -1,7 +1,8 @@
 """What the pipeline writes: per image `<stem>.json`, `<stem>.csv`, optional `<stem>.png`,
-and `summary.json`. Every file is written atomically (temp file + rename).
+and `summary.json`; for a counting model `<stem>.json`, optional `<stem>.npy` (the density
+map) and `<stem>.png` (a heat map). Every file is written atomically (temp file + rename).
 
-`<stem>.json` is COCO-style:
+Detection: `<stem>.json` is COCO-style:
 
     {"image": "slides/a.jpg", "width": 12000, "height": 12000,
      "detections": [{"bbox": [x, y, w, h], "score": 0.93, "category_id": 1,
@@ -9,6 +10,13 @@ and `summary.json`. Every file is written atomically (temp file + rename).
 
 bbox in full-image pixels (x, y the top-left corner); category_id is the label index + 1,
 as in the COCO files `leanvision.data.formats` writes; detections best score first.
+
+Counting: `<stem>.json` holds the count (the sum of the stitched density map) and the map's
+geometry; `<stem>.npy` (with `PipelineOptions.density`) the (H', W') float32 map itself,
+cell (i, j) covering image pixels [j * sx, (j + 1) * sx) x [i * sy, (i + 1) * sy):
+
+    {"image": "crowds/a.jpg", "width": 2048, "height": 1536, "count": 1234.56, "tiles": 4,
+     "density": {"shape": [192, 256], "stride": [8.0, 8.0], "file": "a.npy"}}
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
 from leanvision.core.io import atomic_path, atomic_write_text
 
@@ -46,6 +55,28 @@ class ImageResult:
     height: int
     detections: Detections
     tiles: int
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """The stitched density map of one image (counting models).
+
+    Attributes:
+        path: the image file as given.
+        width, height: image size in level-0 pixels (after EXIF orientation).
+        density: the whole image's density map, strides in image pixels.
+        tiles: model inputs the image was cut into.
+    """
+
+    path: Path
+    width: int
+    height: int
+    density: DensityMap
+    tiles: int
+
+    @property
+    def count(self) -> float:
+        return self.density.count
 
 
 def _rows(dets: Detections, class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -96,6 +127,61 @@ def write_preview(path: Path, preview: np.ndarray, result: ImageResult) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), canvas):
             raise OSError(f"cannot write preview {path}")
+
+
+def count_json(result: CountResult, density_file: str | None = None) -> dict[str, Any]:
+    """A counting image's JSON: the count and the density map's shape, stride and file."""
+    return {
+        "image": os.fspath(result.path),
+        "width": result.width,
+        "height": result.height,
+        "count": round(result.count, 3),
+        "tiles": result.tiles,
+        "density": {"shape": list(result.density.shape), "stride": [round(s, 4) for s in result.density.stride],
+                    "file": density_file},
+    }
+
+
+def write_count_json(path: Path, result: CountResult, density_file: str | None = None) -> None:
+    atomic_write_text(path, json.dumps(count_json(result, density_file), indent=1) + "\n")
+
+
+def write_density(path: Path, result: CountResult) -> None:
+    """The (H', W') float32 density map as a `.npy` file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, result.density.density)
+
+
+def write_heatmap(path: Path, preview: np.ndarray, result: CountResult) -> None:
+    """The downscaled image (H x W x 3 uint8 RGB) under its density as a JET heat map, with
+    the count written in the corner, as PNG. Colours are relative to the densest cell."""
+    import cv2
+
+    height, width = preview.shape[:2]
+    rows, cols = result.density.cells_covering(result.width, result.height)
+    density = result.density.density[:rows, :cols]
+    scaled = cv2.resize(density, (width, height), interpolation=cv2.INTER_LINEAR)
+    peak = float(scaled.max())
+    levels = np.clip(scaled / peak * 255 if peak > 0 else scaled * 0, 0, 255).astype(np.uint8)
+    heat = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
+    canvas = cv2.addWeighted(np.ascontiguousarray(preview[..., ::-1]), 0.5, heat, 0.5, 0.0)
+    text_scale = max(0.5, max(height, width) / 1000)
+    cv2.putText(canvas, f"count {result.count:.1f}", (8, round(30 * text_scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                text_scale, (255, 255, 255), max(1, round(2 * text_scale)), cv2.LINE_AA)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), canvas):
+            raise OSError(f"cannot write preview {path}")
+
+
+def write_count_outputs(out_dir: Path, stem: str, result: CountResult, preview: np.ndarray | None, *,
+                        density: bool) -> None:
+    """`<stem>.json`, and `<stem>.npy` if `density`, and `<stem>.png` if there is a preview."""
+    density_file = f"{stem}.npy" if density else None
+    if density_file is not None:
+        write_density(out_dir / density_file, result)
+    write_count_json(out_dir / f"{stem}.json", result, density_file)
+    if preview is not None:
+        write_heatmap(out_dir / f"{stem}.png", preview, result)
 
 
 def write_image_outputs(out_dir: Path, stem: str, result: ImageResult, class_names: Sequence[str],

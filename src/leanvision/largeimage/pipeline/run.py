@@ -1,4 +1,5 @@
-"""`run_pipeline`: images in, merged detections out, with a summary of what it cost."""
+"""`run_pipeline`: images in, merged detections (or stitched density maps) out, with a summary
+of what it cost."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from leanvision.core.protocols import Predictor
 from leanvision.largeimage.inputs import expand_inputs, output_stems
 from leanvision.largeimage.pipeline.collect import INTERRUPTED, Failure, ImageBook, Merger
 from leanvision.largeimage.pipeline.options import EngineKind, PipelineOptions
-from leanvision.largeimage.pipeline.outputs import ImageResult
+from leanvision.largeimage.pipeline.outputs import CountResult, ImageResult
 from leanvision.largeimage.pipeline.stats import (
     STAGES,
     MemoryMonitor,
@@ -58,7 +59,8 @@ class PipelineSummary:
             minus its other measured stages (so it includes batching overhead).
         peak_rss_mb: peak memory of this process and its reader processes (PSS sum,
             sampled) or, for Ray, of the driver plus each actor's peak RSS.
-        results: merged detections per completed image, in input order.
+        results: per completed image, in input order: merged detections (`ImageResult`),
+            or for a counting model the stitched density map and count (`CountResult`).
         interrupted: the run was stopped by Ctrl-C.
     """
 
@@ -69,7 +71,7 @@ class PipelineSummary:
     stage_seconds: dict[str, float]
     stage_cpu_seconds: dict[str, float]
     peak_rss_mb: float
-    results: dict[Path, ImageResult] = field(default_factory=dict)
+    results: dict[Path, ImageResult | CountResult] = field(default_factory=dict)
     interrupted: bool = False
 
     @property
@@ -102,7 +104,7 @@ class _Sink:
         self.tiles = 0
 
     def open(self, card: Any) -> None:
-        self.merger = Merger(self.options.merge, card.class_names, self.clock, self.out_dir)
+        self.merger = Merger(self.options, card, self.clock, self.out_dir)
 
     def complete(self, image_id: int, image: Any) -> None:
         assert self.merger is not None
@@ -192,8 +194,8 @@ def run_pipeline(
     out_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[ProgressInfo], None] | None = None,
 ) -> PipelineSummary:
-    """Detect objects in images of any size: read tiles in parallel, infer in batches with
-    requests in flight, merge per image, write results.
+    """Detect (or count) objects in images of any size: read tiles in parallel, infer in
+    batches with requests in flight, merge per image (stitch density maps), write results.
 
     Args:
         predictor: a `Predictor` (a `StagedPredictor` runs its stages on separate threads
@@ -202,12 +204,13 @@ def run_pipeline(
             calls it once and closes what it built).
         inputs: image files, folders, globs and `.txt` list files (`inputs.expand_inputs`).
         options: tiling, merge, readers, batch, requests, engine (`PipelineOptions`).
-        out_dir: where `<stem>.json`, `<stem>.csv`, optional `<stem>.png` and
-            `summary.json` go; None writes nothing (results are in the summary).
+        out_dir: where `<stem>.json`, `<stem>.csv` (detection), optional `<stem>.npy`
+            (counting), optional `<stem>.png` and `summary.json` go; None writes nothing
+            (results are in the summary).
         progress: called with a `ProgressInfo` about every 0.1 s.
 
     Returns:
-        the summary, with each completed image's merged detections in `results`.
+        the summary, with each completed image's merged detections (or count) in `results`.
 
     Raises:
         DataError: no input found. ConfigError: bad options.

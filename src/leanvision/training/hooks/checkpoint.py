@@ -1,4 +1,5 @@
-"""Checkpoints at epoch ends: `last.pt`, and `best.pt` when val mAP@0.5 improves.
+"""Checkpoints at epoch ends: `last.pt`, and `best.pt` when the validation metric improves
+(mAP@0.5 for detection, higher is better; MAE for counting, lower is better).
 
 Both are written atomically (temp file + rename), and only at the end of an epoch, never
 after a failed step: when training stops on a NaN loss, the files on disk are the last good
@@ -8,8 +9,9 @@ state. `best.pt` is a copy of the `last.pt` of the best epoch.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from leanvision.training.loop import HookBase
 
 logger = logging.getLogger(__name__)
 
-METRIC_KEYS = ("map", "map50", "map75", "ar100")
+METRIC_KEYS = ("map", "map50", "map75", "ar100")  # detection figures the card keeps
 
 
 class CheckpointHook(HookBase):
@@ -33,7 +35,9 @@ class CheckpointHook(HookBase):
         card: the model card; each checkpoint carries it with that epoch's metrics.
         config: the resolved training config as plain data, saved for resume.
         period: epochs between `last.pt` writes (the last epoch is always written).
-        metric: the `trainer.eval_metrics` key to maximise for `best.pt`.
+        metric: the `trainer.eval_metrics` key that picks `best.pt`.
+        higher_is_better: maximise `metric` (mAP) or minimise it (MAE).
+        card_metrics: the evaluation figures each checkpoint's card keeps, as `val_<key>`.
         provenance: called at each save for extra card provenance strings (e.g. the
             autocast decision, known only once training has started).
     """
@@ -46,6 +50,8 @@ class CheckpointHook(HookBase):
         config: dict[str, Any],
         period: int = 1,
         metric: str = "map50",
+        higher_is_better: bool = True,
+        card_metrics: Sequence[str] = METRIC_KEYS,
         provenance: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
@@ -53,6 +59,8 @@ class CheckpointHook(HookBase):
         self.config = config
         self.period = max(1, period)
         self.metric = metric
+        self.higher_is_better = higher_is_better
+        self.card_metrics = tuple(card_metrics)
         self.provenance = provenance or dict
         self.best: float | None = None
         self.best_epoch = 0
@@ -72,7 +80,7 @@ class CheckpointHook(HookBase):
 
     def _card(self, metrics: dict[str, float]) -> dict[str, Any]:
         trainer = self.trainer
-        measured = {f"val_{k}": float(metrics[k]) for k in METRIC_KEYS if k in metrics}
+        measured = {f"val_{k}": float(metrics[k]) for k in self.card_metrics if k in metrics}
         provenance = {**self.provenance(), "epoch": str(trainer.epoch + 1), "iteration": str(trainer.iteration),
                       "torch": str(torch.__version__)}
         return self.card.replace(metrics=measured, provenance=provenance).to_dict()
@@ -88,10 +96,18 @@ class CheckpointHook(HookBase):
             "config": self.config,
         }
 
+    def _better(self, value: float) -> bool:
+        """`value` beats the best so far (NaN never does)."""
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.higher_is_better else value < self.best
+
     def after_epoch(self) -> None:
         trainer = self.trainer
         metrics = self._fresh_metrics()
-        improved = self.metric in metrics and (self.best is None or metrics[self.metric] > self.best)
+        improved = self.metric in metrics and self._better(float(metrics[self.metric]))
         if improved:
             self.best, self.best_epoch = float(metrics[self.metric]), trainer.epoch + 1
         final = trainer.epoch + 1 >= trainer.max_epochs or trainer.stop_requested

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -17,10 +17,11 @@ class EvalHook(HookBase):
     """Evaluates `trainer.model_for_eval` (the EMA if kept) every `period` epochs and last.
 
     Args:
-        evaluate: model -> flat dict of figures (e.g. map, map50, map75, ar100).
+        evaluate: model -> flat dict of figures (e.g. map, map50, map75, ar100; mae, rmse, nae).
         period: epochs between evaluations; 0 evaluates only after the last epoch.
         prepare: called with the model before each evaluation (e.g. precise BatchNorm
             statistics, `hooks.precise_bn`).
+        shown: the figures written to the log after each evaluation.
     """
 
     def __init__(
@@ -29,10 +30,12 @@ class EvalHook(HookBase):
         *,
         period: int = 1,
         prepare: Callable[[nn.Module], None] | None = None,
+        shown: Sequence[str] = ("map50", "map", "ar100"),
     ) -> None:
         self.evaluate = evaluate
         self.period = period
         self.prepare = prepare
+        self.shown = tuple(shown)
 
     def _due(self) -> bool:
         trainer = self.trainer
@@ -56,5 +59,5 @@ class EvalHook(HookBase):
             model.train(was_training)
         metrics["eval_seconds"] = time.perf_counter() - start
         trainer.eval_metrics = {**metrics, "epoch": trainer.epoch + 1}
-        shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("map50", "map", "ar100") if k in metrics)
+        shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in self.shown if k in metrics)
         logger.info("epoch %d val: %s", trainer.epoch + 1, shown)

@@ -1,0 +1,149 @@
+"""Counting: points sets, density-map targets, count-preserving augmentations, best.pt by val MAE.
+
+Reading a split screens it as detection does (every image decoded once, undecodable ones
+left out with a warning) and drops the points outside their image (`leanvision data check`
+reports them): the ground-truth count of an image is the number of its points inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from leanvision.core import ConfigError, DataError, DensitySpec, ModelCard, Task
+from leanvision.data.formats import TASK_OF_FORMAT, CountingSet, Issue, detect_format, read_dataset
+from leanvision.data.images import verify_image
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from leanvision.training.config import TrainConfig
+    from leanvision.training.data import TrainData
+    from leanvision.training.tasks.base import Evaluate
+
+logger = logging.getLogger(__name__)
+
+COUNT_CLASSES = ("object",)  # a counting model counts one kind of object (S3: heads)
+
+
+def read_counting(path: Path) -> CountingSet:
+    """Read a counting set (points.json / points.csv / ShanghaiTech); DataError for another task's."""
+    fmt = detect_format(Path(path))
+    if TASK_OF_FORMAT[fmt] is not Task.COUNT:
+        raise DataError(f"expected a counting dataset (points.json, points.csv or ShanghaiTech), found a "
+                        f"{fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
+    dataset = read_dataset(Path(path), fmt)
+    assert isinstance(dataset, CountingSet)
+    return dataset
+
+
+def _outside(record: Any) -> np.ndarray:
+    points = np.asarray(record.points, np.float32).reshape(-1, 2)
+    if not (record.width and record.height):
+        return np.zeros(len(points), bool)
+    return ((points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > record.width)
+            | (points[:, 1] > record.height))
+
+
+def drop_outside_points(dataset: CountingSet) -> tuple[CountingSet, list[Issue]]:
+    """The set with every point outside its image (known size) removed, and one Issue per image."""
+    records, issues = [], []
+    for record in dataset.images:
+        outside = _outside(record)
+        if outside.any():
+            path = dataset.image_root / record.file_name
+            issues.append(Issue(str(path), f"{int(outside.sum())} points outside the {record.width}x{record.height} "
+                                           "image (left out)"))
+            record = replace(record, points=record.points[~outside])
+        records.append(record)
+    return replace(dataset, images=records), issues
+
+
+def screen_counting(dataset: CountingSet, *, workers: int = 2) -> tuple[CountingSet, list[Issue]]:
+    """Decode every image once; drop the undecodable ones (one Issue each)."""
+    paths = [dataset.image_root / record.file_name for record in dataset.images]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(verify_image, paths))
+    issues = [Issue(str(path), reason) for path, reason in zip(paths, reasons, strict=True) if reason]
+    kept = [record for record, reason in zip(dataset.images, reasons, strict=True) if not reason]
+    return replace(dataset, images=kept), issues
+
+
+def load_counting_split(path: Path, *, split: str, workers: int) -> tuple[CountingSet, list[Issue]]:
+    """Read and screen one split; DataError if no image is readable."""
+    dataset = read_counting(path)
+    dataset, outside = drop_outside_points(dataset)
+    dataset, unreadable = screen_counting(dataset, workers=workers)
+    issues = [*dataset.issues, *outside, *unreadable]
+    for issue in issues:
+        logger.warning("%s: %s", split, issue)
+    if not dataset.images:
+        raise DataError(f"the {split} set has no readable images", path=path)
+    return dataset, issues
+
+
+def output_stride(card: ModelCard) -> int:
+    """The card's output stride (input pixels per density cell); ConfigError if it has none."""
+    if card.output_stride is None:
+        raise ConfigError(f"model '{card.name}' is a counting model but its card has no output_stride")
+    return card.output_stride
+
+
+class CountAdapter:
+    """The counting task (see `tasks.base.TaskAdapter`)."""
+
+    task = Task.COUNT
+    metric = "mae"
+    higher_is_better = False
+    metric_label = "MAE"
+    shown = ("mae", "rmse", "nae")
+    card_metrics = ("mae", "rmse", "nae")
+
+    def check_augment(self, steps: Sequence[Mapping[str, Any]]) -> None:
+        from leanvision.data.augment.counting import build_count_augmentation
+
+        build_count_augmentation(list(steps))
+
+    def load_data(self, config: TrainConfig) -> TrainData:
+        from leanvision.training.data import TrainData
+
+        workers = max(1, config.loader.workers)
+        train, skipped = load_counting_split(config.data.train, split="train", workers=workers)
+        if not any(len(r.points) for r in train.images):
+            raise DataError("the train set has no head points at all: nothing to learn to count",
+                            path=config.data.train)
+        val = None
+        if config.data.val is not None:
+            val, val_skipped = load_counting_split(config.data.val, split="val", workers=workers)
+            skipped += val_skipped
+        return TrainData(train, val, COUNT_CLASSES, skipped)
+
+    def train_loader(self, config: TrainConfig, data: TrainData, card: ModelCard, model: nn.Module) -> DataLoader:
+        from leanvision.data.augment.counting import build_count_augmentation
+        from leanvision.data.torch_counting import CountingDataset
+        from leanvision.training.data import deterministic_loader
+
+        spec = card.input
+        augment = build_count_augmentation(list(config.augment.steps)) if config.augment.steps else None
+        dataset = CountingDataset(data.train, augment=augment, input_size=(spec.height, spec.width), seed=config.seed,
+                                  density=getattr(model, "density", DensitySpec()), stride=output_stride(card),
+                                  resize=spec.resize, pad_value=spec.pad_value, scale=spec.scale)
+        return deterministic_loader(dataset, seed=config.seed, batch_size=config.loader.batch_size,
+                                    workers=config.loader.workers)
+
+    def evaluator(self, config: TrainConfig, val: Any, card: ModelCard) -> Evaluate:
+        from leanvision.training.count_eval import evaluate_counting
+
+        def evaluate(model: nn.Module) -> dict[str, float]:
+            metrics, _ = evaluate_counting(model, val, card.input, output_stride=output_stride(card),
+                                           batch_size=config.eval.batch_size)
+            return {"mae": metrics.mae, "rmse": metrics.rmse, "nae": metrics.nae}
+
+        return evaluate
