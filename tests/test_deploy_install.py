@@ -21,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-deploy"
 INPUT_HW = (224, 200)
+# One worker builds the venv: two pip installs into it at once collide (seen under xdist).
+pytestmark = pytest.mark.xdist_group("deploy_venv")
 
 
 def _stamp(files: list[Path]) -> str:
