@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from leanvision.core import DataError, Detections  # noqa: E402
+from leanvision.core import DataError, Detections, ResizeMode  # noqa: E402
 from leanvision.data.augment import build_augmentation, negative_pool  # noqa: E402
 from leanvision.data.formats import (  # noqa: E402
     DetectionSet,
@@ -191,3 +191,20 @@ def test_collate_stacks_images_and_keeps_targets_per_image(tmp_path):
     assert images.shape == (3, 3, *INPUT) and images.dtype == torch.uint8
     assert indices.tolist() == [0, 4, 1] and len(targets) == 3
     assert targets[1]["boxes"].shape == (0, 4)
+
+
+def test_a_crop_resize_at_the_card_scale_is_not_scaled_twice(tmp_path):
+    """S0: tiles cropped 64 -> 32 for a card at scale 0.5 keep their objects at 0.5, as
+    evaluation and deployment see them (scaling again would train at 0.25)."""
+    dataset = read_detection(make_set(tmp_path, positives=1, negatives=0))
+    augment = build_augmentation([{"op": "online_crop_resize", "crop": 64, "size": 32, "min_visibility": 1.0}])
+    torch_set = DetectionDataset(dataset, augment=augment, input_size=(32, 32), seed=0,
+                                 resize=ResizeMode.SCALE, scale=0.5)
+    source = dataset.images[0].targets.boxes
+    sizes = {tuple(np.round(b[2:] - b[:2], 3)) for b in source * 0.5}
+    for epoch in range(4):
+        torch_set.set_epoch(epoch)
+        image, targets, _ = torch_set.sample(0)
+        assert image.shape == (32, 32, 3) and len(targets) >= 1
+        assert {tuple(np.round(b[2:] - b[:2], 3)) for b in targets.boxes} <= sizes
+        assert (image.sum(2) > 0).any(1).sum() > 16  # the content fills the input, not a quarter of it

@@ -127,8 +127,16 @@ class DetectionDataset(Dataset):
             image, targets = self.augment(image, targets, sample_rng(self.seed, self.epoch, index))
         height, width = self.input_size
         image, targets = fit_to_size(image, targets, height, width, mode=self.resize, pad_value=self.pad_value,
-                                      scale=self.scale)
+                                      scale=self._remaining_scale())
         return image, targets, source
+
+    def _remaining_scale(self) -> float | None:
+        """The card's scale less what the augmentation applied: S0's OnlineCropResize 800 -> 400
+        already brings a tile to the card's 0.5, and scaling it again would train at 0.25 while
+        evaluation and deployment run at 0.5."""
+        if self.scale is None or self.augment is None:
+            return self.scale
+        return self.scale / self.augment.scale
 
     def __getitem__(self, index: int) -> Sample:
         image, targets, source = self.sample(int(index))

@@ -49,6 +49,12 @@ class Compose:
             image, targets = op(image, targets, rng)
         return image, targets
 
+    @property
+    def scale(self) -> float:
+        """Output pixels per source pixel of the fixed-scale steps (S0's OnlineCropResize 1600 ->
+        800: 0.5); 1.0 when no step rescales by a fixed factor."""
+        return float(np.prod([getattr(op, "scale", 1.0) for op in self.ops]))
+
     def __len__(self) -> int:
         return len(self.ops)
 

@@ -105,6 +105,11 @@ class OnlineCropResize(Config):
         if not 0 <= self.fill <= 255:
             raise ValueError(f"fill must be a grey level in [0, 255], got {self.fill}")
 
+    @property
+    def scale(self) -> float:
+        """Output pixels per source pixel (`size / crop`): the scale this step already applied."""
+        return self.size / self.crop
+
     def sample_window(self, height: int, width: int, targets: Detections, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left (x, y) of the window, in image pixels (may be negative)."""
         if len(targets) and rng.random() < self.p_target:
