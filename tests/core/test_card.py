@@ -52,3 +52,9 @@ def test_missing_card_names_the_path(tmp_path):
 def test_detection_card_needs_decode_parameters():
     with pytest.raises(ValueError, match="anchors and box_coder"):
         detection_card(anchors=None)
+
+
+@pytest.mark.parametrize(("field", "value"), [("layout", "NHWC"), ("color", "GRAY")])
+def test_an_input_layout_or_colour_the_runtime_cannot_feed_is_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        InputSpec(height=8, width=8, **{field: value})

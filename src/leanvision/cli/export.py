@@ -40,7 +40,7 @@ def export(
     parity_images: Path | None = typer.Option(None, "--parity-images", help="Images for the parity check (default: synthetic ones)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout)."),
 ) -> None:
-    """Export CKPT's network (dynamic batch) with model_card.json, checked against torch on both engines."""
+    """Export CKPT's network (dynamic batch) with model_card.json, checked against torch on the engine(s) that run it."""
     from leanvision.export import export_model
 
     result = export_model(checkpoint, format=format_, out=out_dir, with_nms=with_nms,

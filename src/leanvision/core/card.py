@@ -56,6 +56,10 @@ class InputSpec(Config):
             raise ValueError("input.scale is given exactly when resize is 'scale'")
         if self.scale is not None and not 0 < self.scale <= 8:
             raise ValueError(f"input.scale must be in (0, 8], got {self.scale}")
+        if self.layout != "NCHW":
+            raise ValueError(f"layout {self.layout!r} is not supported (NCHW only)")
+        if self.color not in ("RGB", "BGR"):
+            raise ValueError(f"color must be RGB or BGR, got {self.color!r}")
 
     @property
     def window(self) -> tuple[int, int]:
@@ -63,10 +67,6 @@ class InputSpec(Config):
         if self.scale is None:
             return self.height, self.width
         return round(self.height / self.scale), round(self.width / self.scale)
-        if self.layout != "NCHW":
-            raise ValueError(f"layout {self.layout!r} is not supported (NCHW only)")
-        if self.color not in ("RGB", "BGR"):
-            raise ValueError(f"color must be RGB or BGR, got {self.color!r}")
 
 
 @dataclasses.dataclass(frozen=True)
