@@ -94,8 +94,8 @@ def test_parity_fails_for_a_model_that_is_not_the_exported_one(onnx_export, slim
         logits, deltas = slim(torch.from_numpy(batch))
         return {"cls_logits": logits.numpy() + 0.05, "bbox_regression": deltas.numpy()}
 
-    def detect(batch):
-        return slim.detect(torch.from_numpy(batch))
+    def detect(batch, content=None):
+        return slim.detect(torch.from_numpy(batch), image_sizes=content)
 
     report = check_parity(onnx_export.out, TorchReference(raw, detect), images,
                           backends=(Backend.ONNXRUNTIME,), source="synthetic")

@@ -241,3 +241,31 @@ def test_anchor_options_change_the_head():
     with torch.no_grad():
         cls_logits, _ = model(images)
     assert cls_logits.shape[1] == sum(s * s for s in (16, 8, 4, 2, 1))  # one anchor per cell
+
+
+def test_detect_clips_to_each_images_content_as_torchvision_does():
+    """A padded batch (letterboxed or scaled inputs): boxes clip to each image's content
+    before NMS, exactly as torchvision's postprocess_detections with its `image_sizes`."""
+    model = _slim(num_classes=3).eval()
+    _spread_outputs(model)
+    images = torch.randn(2, 3, H, W)
+    sizes = [(H, W), (H // 2, W - 40)]
+    images[1, :, sizes[1][0]:, :] = 0
+    images[1, :, :, sizes[1][1]:] = 0
+    tv = _torchvision_twin(model).eval()
+    with torch.no_grad():
+        features = model.forward_features(images)
+        cls_logits, bbox_regression = model.forward_head(features)
+        per_level = [f.shape[-2] * f.shape[-1] * model.anchor_generator.num_anchors_per_location()[0] for f in features]
+        split = {"cls_logits": list(cls_logits.split(per_level, dim=1)),
+                 "bbox_regression": list(bbox_regression.split(per_level, dim=1))}
+        anchors = [list(a.split(per_level)) for a in model.anchors(images, features)]
+        expected = tv.postprocess_detections(split, anchors, sizes)
+    actual = model.detect(images, image_sizes=sizes)
+    for ours, theirs, (h, w) in zip(actual, expected, sizes, strict=True):
+        assert len(ours) > 0
+        np.testing.assert_array_equal(ours.boxes, theirs["boxes"].numpy())
+        np.testing.assert_array_equal(ours.scores, theirs["scores"].numpy())
+        assert ours.boxes[:, 2].max() <= w and ours.boxes[:, 3].max() <= h
+    assert len(actual[1]) != len(model.detect(images)[1]) or not np.array_equal(
+        actual[1].boxes, model.detect(images)[1].boxes)  # the content size changes the result

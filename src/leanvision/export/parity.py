@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PARITY_IMAGES = 8
 RawFn = Callable[[np.ndarray], dict[str, np.ndarray]]
-DetectFn = Callable[[np.ndarray], list[Detections]]
+DetectFn = Callable[[np.ndarray, Sequence[tuple[int, int]] | None], list[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,11 +342,12 @@ def torch_reference(
         named = dict(zip(output_names, outputs, strict=True))
         return {name: named[name].numpy() for name in (compare or output_names)}
 
-    def detect(batch: np.ndarray) -> list[Detections]:
+    def detect(batch: np.ndarray, content: Sequence[tuple[int, int]] | None = None) -> list[Detections]:
         return detector.detect(torch.from_numpy(np.ascontiguousarray(batch)), score_threshold=spec.score_threshold,
-                               iou_threshold=spec.iou_threshold, max_detections=spec.max_detections)
+                               iou_threshold=spec.iou_threshold, max_detections=spec.max_detections,
+                               image_sizes=content)
 
-    def predict(batch: np.ndarray) -> list[DensityMap]:
+    def predict(batch: np.ndarray, content: Sequence[tuple[int, int]] | None = None) -> list[DensityMap]:
         return detector.predict(torch.from_numpy(np.ascontiguousarray(batch)))
 
     return TorchReference(raw, predict if task is Task.COUNT else detect, task)
@@ -366,7 +367,9 @@ def _expected(predictor: Any, reference: TorchReference, images: list[np.ndarray
     # Preprocessing is per image and the same for every engine (the card drives it), so one
     # torch pass over all images serves every engine and batch size.
     prepared = predictor.preprocess(images)
-    found = reference.detect(prepared.batch)
+    # Boxes clip to each image's content, not the padding of a letterboxed or scaled input
+    # (torchvision's `image_sizes`; the runtime does the same).
+    found = reference.detect(prepared.batch, [t.resized_hw for t in prepared.transforms])
     if reference.task is Task.COUNT:
         results = maps_to_image(found, prepared, predictor.card.output_stride)
     else:

@@ -8,6 +8,8 @@ method) so thresholds can change per call; tests check it equals torchvision's o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
@@ -53,7 +55,7 @@ def decode_detections(
     anchors: list[torch.Tensor],
     *,
     level_sizes: list[int],
-    image_size: tuple[int, int],
+    image_sizes: Sequence[tuple[int, int]],
     box_coder: BoxCoder,
     spec: PostprocessSpec,
 ) -> list[Detections]:
@@ -64,7 +66,8 @@ def decode_detections(
         bbox_regression: (N, A, 4) box deltas, levels concatenated.
         anchors: per image, (A, 4) xyxy anchors in input pixels.
         level_sizes: anchors per level (h * w * anchors-per-cell), summing to A.
-        image_size: (height, width) of the input, for clipping.
+        image_sizes: per image, the (height, width) boxes are clipped to: the input, or the
+            image's content in a padded input.
         box_coder: the model's delta decoder.
         spec: thresholds, top-k and the detection cap.
 
@@ -72,9 +75,11 @@ def decode_detections(
         Per image, boxes (K, 4) xyxy input pixels, scores and labels, best first.
     """
     results = []
-    for image_logits, image_regression, image_anchors in zip(cls_logits, bbox_regression, anchors, strict=True):
+    for image_logits, image_regression, image_anchors, image_size in zip(
+        cls_logits, bbox_regression, anchors, image_sizes, strict=True
+    ):
         results.append(_image_detections(
             list(image_logits.split(level_sizes)), list(image_regression.split(level_sizes)),
-            list(image_anchors.split(level_sizes)), image_size=image_size, box_coder=box_coder, spec=spec,
+            list(image_anchors.split(level_sizes)), image_size=tuple(image_size), box_coder=box_coder, spec=spec,
         ))
     return results

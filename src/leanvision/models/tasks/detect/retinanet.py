@@ -230,6 +230,7 @@ class RetinaNetDetector(nn.Module):
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
         max_detections: int | None = None,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> list[Detections]:
         """Decode and NMS in torch, identical to torchvision's RetinaNet post-processing.
 
@@ -238,6 +239,9 @@ class RetinaNetDetector(nn.Module):
 
         Args:
             images: (N, 3, H, W) normalised images.
+            image_sizes: per image, the (height, width) of its content in a padded input
+                (torchvision's `image_sizes`): boxes are clipped to it before NMS, as the
+                runtime does. None: the whole input.
 
         Returns:
             Per image, boxes (K, 4) xyxy in input pixels, scores and labels, best first.
@@ -252,7 +256,8 @@ class RetinaNetDetector(nn.Module):
         return decode_detections(
             cls_logits, bbox_regression, self.anchors(images, features),
             level_sizes=[f.shape[-2] * f.shape[-1] * per_cell for f in features],
-            image_size=(images.shape[-2], images.shape[-1]), box_coder=self.box_coder, spec=spec,
+            image_sizes=image_sizes or [(images.shape[-2], images.shape[-1])] * images.shape[0],
+            box_coder=self.box_coder, spec=spec,
         )
 
     # -- the model card -----------------------------------------------------------------
