@@ -13,6 +13,7 @@ The predictor is pure: it keeps nothing between calls; the engine is its only sh
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from leanvision.core.errors import ConfigError, DataError, ModelError
 from leanvision.core.letterbox import FitTransform, fit
 from leanvision.core.protocols import Prepared, RawOutputs
 from leanvision.runtime.decode import Candidates, decode_candidates, generate_anchors
-from leanvision.runtime.engines import Backend, Engine, EngineOptions, open_engine
+from leanvision.runtime.engines import Backend, Engine, EngineOptions, PrecisionHint, open_engine
 from leanvision.runtime.engines.base import as_backend
 from leanvision.runtime.nms import SoftKind, matrix_nms, nms, soft_nms
 
@@ -357,6 +358,16 @@ def _predictor_for(engine: Engine, card: ModelCard, overrides: Mapping[str, Any]
     return DetectionPredictor(engine, card, overrides=overrides)
 
 
+def fallback_precision(card: ModelCard) -> PrecisionHint:
+    """The precision `leanvision quantize --fallback` chose for the layers it kept out of INT8
+    (bf16 only where the CPU runs it), recorded in the card; FP32 for any other model."""
+    try:
+        facts = json.loads(card.provenance.get("quantization", "{}"))
+        return PrecisionHint(facts.get("fallback_precision", "fp32"))
+    except (ValueError, AttributeError):
+        return PrecisionHint.FP32
+
+
 def load_predictor(
     model_dir: str | os.PathLike[str],
     *,
@@ -376,7 +387,10 @@ def load_predictor(
         raise ModelError("model directory not found", path=model_dir)
     card = ModelCard.load(model_dir)
     chosen = as_backend(backend)
-    engine = open_engine(find_model_file(model_dir, chosen), backend=chosen, options=options)
+    model_file = find_model_file(model_dir, chosen)
+    if options is None and model_file.suffix == ".xml":
+        options = EngineOptions(precision=fallback_precision(card))
+    engine = open_engine(model_file, backend=chosen, options=options)
     try:
         return _predictor_for(engine, card, overrides)
     except (ModelError, ConfigError):
