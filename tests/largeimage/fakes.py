@@ -66,7 +66,7 @@ class BlobPredictor:
     def max_in_flight(self) -> int:
         return self._requests
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
+    def preprocess(self, images: Sequence[np.ndarray], *, at_input_scale: bool = False) -> Prepared:
         for image in images:
             if image.shape != (self.card.input.height, self.card.input.width, 3):
                 raise ValueError(f"tile of shape {image.shape} for a {self.card.input} model")

@@ -64,7 +64,10 @@ class StagedPredictor(Predictor, Protocol):
         """How many `submit` calls may usefully be outstanding at once (infer requests)."""
         ...
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> Prepared: ...
+    def preprocess(self, images: Sequence[np.ndarray], *, at_input_scale: bool = False) -> Prepared:
+        """Images -> model batch. `at_input_scale`: they are tiles already read at the card's
+        scale (windows of `card.input.window` px at the input size), not to be scaled again."""
+        ...
 
     def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
         """Start inference; `on_done(raw_outputs)` is called from an engine thread."""

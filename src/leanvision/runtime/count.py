@@ -76,9 +76,10 @@ class CountPredictor:
         prepared = self.preprocess(images)
         return self.postprocess(self.engine.infer(prepared.batch), prepared)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> Prepared:
-        """Fit each image to the input, reorder channels, normalise (as the card says)."""
-        return prepare_images(images, self.card.input)
+    def preprocess(self, images: Sequence[ImageInput], *, at_input_scale: bool = False) -> Prepared:
+        """Fit each image to the input, reorder channels, normalise (as the card says);
+        `at_input_scale` as in `DetectionPredictor.preprocess`."""
+        return prepare_images(images, self.card.input, at_input_scale=at_input_scale)
 
     def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
         self.engine.submit(prepared.batch, on_done)

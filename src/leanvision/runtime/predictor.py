@@ -24,7 +24,7 @@ import numpy as np
 from leanvision.core.card import CARD_FILENAME, InputSpec, ModelCard, PostprocessSpec
 from leanvision.core.config import Config
 from leanvision.core.detections import Detections
-from leanvision.core.enums import NmsKind, Task
+from leanvision.core.enums import NmsKind, ResizeMode, Task
 from leanvision.core.errors import ConfigError, DataError, ModelError
 from leanvision.core.letterbox import FitTransform, fit
 from leanvision.core.protocols import Prepared, RawOutputs
@@ -175,14 +175,20 @@ class DetectionPredictor:
         prepared = self.preprocess(images)
         return self.postprocess(self.engine.infer(prepared.batch), prepared)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> Prepared:
+    def preprocess(self, images: Sequence[ImageInput], *, at_input_scale: bool = False) -> Prepared:
         """Fit each image to the input (card's resize mode), reorder channels, normalise.
+
+        Args:
+            images: RGB images or paths.
+            at_input_scale: the images are tiles a large-image pipeline already read at the
+                card's scale (windows of `card.input.window` px at the input size): they are
+                not scaled again, only padded if smaller.
 
         Returns:
             `Prepared` with batch (N, 3, H, W) float32 (uint8 when the card's dtype says the
             model normalises in-graph), source sizes and `FitTransform`s.
         """
-        return prepare_images(images, self.card.input)
+        return prepare_images(images, self.card.input, at_input_scale=at_input_scale)
 
     def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
         self.engine.submit(prepared.batch, on_done)
@@ -242,7 +248,7 @@ class DetectionPredictor:
         return Detections(boxes, scores, candidates.labels[keep]).clip(size[1], size[0])
 
 
-def prepare_images(images: Sequence[ImageInput], spec: InputSpec) -> Prepared:
+def prepare_images(images: Sequence[ImageInput], spec: InputSpec, *, at_input_scale: bool = False) -> Prepared:
     """Fit each image to the card's input (its resize mode), reorder channels, normalise.
 
     What every predictor's `preprocess` does, whatever the task.
@@ -253,7 +259,10 @@ def prepare_images(images: Sequence[ImageInput], spec: InputSpec) -> Prepared:
     """
     input_hw = (spec.height, spec.width)
     arrays = [read_image(item, i) for i, item in enumerate(images)]
-    transforms = tuple(fit(a.shape[:2], input_hw, spec.resize, spec.scale) for a in arrays)
+    # A tile read at the card's scale must not be scaled again: with S0's scale 0.5 an 800 px
+    # tile of a 1600 px window would shrink to 400 px and its detections map back 2x too far.
+    scale = 1.0 if at_input_scale and spec.resize is ResizeMode.SCALE else spec.scale
+    transforms = tuple(fit(a.shape[:2], input_hw, spec.resize, scale) for a in arrays)
     batch = np.full((len(arrays), *input_hw, 3), spec.pad_value, np.uint8)
     for slot, image, transform in zip(batch, arrays, transforms, strict=True):
         _paste_resized(slot, image, transform)

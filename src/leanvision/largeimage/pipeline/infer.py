@@ -49,7 +49,7 @@ class CallInThread:
     def __call__(self, images: Sequence[np.ndarray]) -> list:
         return self.predictor(images)
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> Prepared:
+    def preprocess(self, images: Sequence[np.ndarray], *, at_input_scale: bool = False) -> Prepared:
         batch = np.stack(images)  # a copy: the tiles' slots are released after this
         return Prepared(batch, tuple(im.shape[:2] for im in images), ())
 
@@ -129,7 +129,7 @@ class InferenceRunner:
         if not items:
             return
         with self.clock.thread_stage("preprocess"):
-            prepared = self.predictor.preprocess([pixels for _, pixels, _ in items])
+            prepared = self.predictor.preprocess([pixels for _, pixels, _ in items], at_input_scale=True)
         for _, _, release in items:
             if release is not None:
                 release()
