@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from leanvision.compression.quantize import QuantizeOptions, quantize
-from leanvision.runtime.hardware import detect_cpu
 from leanvision.compression.quantize.options import BENCH_ENGINE
 from leanvision.compression.quantize.speed import SpeedCase, measure_throughput
 from leanvision.core import CARD_FILENAME, ModelCard, Precision
@@ -46,6 +45,7 @@ from leanvision.core.io import atomic_write_text
 from leanvision.data.formats import read_detection
 from leanvision.evaluation.detection import evaluate_detections
 from leanvision.runtime import Backend, PrecisionHint, load_predictor
+from leanvision.runtime.hardware import detect_cpu
 
 BACKENDS = (Backend.OPENVINO, Backend.ONNXRUNTIME)
 SWEEP = (1, 32, 100, 300)

@@ -6,8 +6,6 @@ Every test module that uses them is in xdist group "compression_model", so with
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
@@ -45,17 +43,3 @@ def damaged_onnx(tiny_onnx, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def damaged_ir(damaged_onnx, tmp_path_factory) -> Path:
     return to_ir(damaged_onnx, tmp_path_factory.mktemp("damaged_ir"))
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    """`leanvision ARGS` through the real entry point: (exit code, stdout, stderr)."""
-    from leanvision.cli import main as cli_main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            cli_main.main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from leanvision.core import CARD_FILENAME, ModelCard, Precision
-from tests.compression.conftest import run_cli
 from tests.compression.tiny import DAMAGED_LAYER
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.xdist_group("compression_model")
 

@@ -5,36 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from leanvision.cli.ui import out, progress_bar
-from leanvision.core import DataError, Task
+
+
+def _table(summary: dict) -> Table:
+    table = Table(title="leanvision demo: S0 on synthetic cytology (slim RetinaNet, OpenVINO)")
+    for column in ("", "mAP@0.5 (%)", "slides/s", "images/s (800 px)", "tianchi score"):
+        table.add_column(column, justify="right")
+    table.add_row("FP32", f"{100 * summary['map50_fp32']:.2f}", f"{summary['slides_per_s_fp32']:.3f}",
+                  f"{summary['images_per_s_fp32']:.1f}", f"{summary['tianchi_score_fp32']:.3f}")
+    table.add_row("INT8", f"{100 * summary['map50_int8']:.2f}", f"{summary['slides_per_s_int8']:.3f}",
+                  f"{summary['images_per_s_int8']:.1f}", f"{summary['tianchi_score_int8']:.3f}")
+    return table
 
 
 def demo(
+    quick: bool = typer.Option(False, "--quick", help="A smaller run (~3 minutes): fewer tiles, smaller slides."),
     out_dir: Path = typer.Option(Path("leanvision-demo"), "--out", help="Working directory for the demo."),
-    slide_size: int = typer.Option(12000, "--slide-size", help="Side of the synthetic slide in pixels."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Synthesize a cytology detection set with one large slide, check it, print its stats."""
-    from leanvision.data.check import check
-    from leanvision.data.stats import dataset_stats
-    from leanvision.data.synth import synthesize
+    """Synthesize S0's data, train, export, quantize INT8 with a budget, benchmark FP32 vs INT8."""
+    from leanvision.demo import DemoOptions, run_demo
 
-    data_dir = out_dir / "data"
-    with progress_bar("synthesizing cytology set") as update:
-        synthesize(Task.DETECT, data_dir, seed=seed, slides=1, slide_size=slide_size,
-                   progress=lambda stage, done, total: update(done, total, stage))
-    with progress_bar("checking") as update:
-        reports = check(data_dir, progress=update)
-    problems = sum(len(r.issues) for r in reports)
-    if problems:
-        raise DataError(f"the synthetic set has {problems} problems (run 'leanvision data check')", path=data_dir)
-    stats = dataset_stats(data_dir, out_dir / "stats")
-    out.print("\n[bold]leanvision demo[/]: synthetic cervical-cytology detection set")
-    for name, s in stats.items():
-        size = s["box_size_px"]
-        out.print(f"  {name:>6}: {s['images']:4d} images ({s['negative_images']} negative), "
-                  f"{s['objects']:5d} abnormal cells, box size median {size.get('median', 0):.0f} px "
-                  f"(p5 {size.get('p5', 0):.0f}, p95 {size.get('p95', 0):.0f})")
-    out.print(f"  check: {len(reports)} datasets, no problems")
-    out.print(f"  plots and stats.json: {out_dir / 'stats'}")
+    options = DemoOptions.quick(seed) if quick else DemoOptions.full(seed)
+    with progress_bar("demo") as update:
+        summary = run_demo(out_dir, options, progress=lambda stage, done, total: update(done, total, stage))
+    out.print(_table(summary))
+    verdict = "within" if summary["drop"] <= summary["max_drop"] else "NOT within"
+    out.print(f"INT8 vs FP32: {summary['speedup']:.2f}x slides/s, mAP@0.5 drop {summary['drop']:.2f} points "
+              f"({verdict} the {summary['max_drop']} point budget; {len(summary['kept_fp32_layers'])} layers kept FP32)")
+    out.print(f"machine: {summary['machine']}")
+    out.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+    out.print(f"report: {summary['bench_html']}")
+    out.print(f"summary: {out_dir / 'demo_summary.json'}")

@@ -37,7 +37,6 @@ from leanvision.compression.quantize.calibration import (
     nncf_subset_size,
 )
 from leanvision.compression.quantize.groups import Node, feature_source, resolve
-from leanvision.runtime.hardware import CpuInfo, detect_cpu
 from leanvision.compression.quantize.onnxruntime_qdq import OnnxRuntimeQuantizer
 from leanvision.compression.quantize.openvino_nncf import OpenVinoQuantizer
 from leanvision.compression.quantize.options import (
@@ -61,6 +60,7 @@ from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.errors import ConfigError, ModelError
 from leanvision.runtime import Backend, PrecisionHint, load_predictor
 from leanvision.runtime.engines.base import as_backend
+from leanvision.runtime.hardware import CpuInfo, detect_cpu
 from leanvision.runtime.predictor import find_model_file, read_image
 
 logger = logging.getLogger(__name__)
