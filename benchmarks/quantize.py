@@ -85,6 +85,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="keep the models here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: validates the script")
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="skip the OpenVINO calibration sweep and selection tables (e.g. an ORT-only run)")
     args = parser.parse_args()
     if args.quick:
         args.calib_size, args.select_size = min(args.calib_size, 8), min(args.select_size, 4)
@@ -295,8 +297,9 @@ def main() -> None:
         backends = [Backend(b) for b in args.backends.split(",")]
         rows = [row for b in backends for row in _backend_rows(b, dirs[b], args, work)]
         results = {"machine": _machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                   "models": [r.to_dict() for r in rows], "sweep": _sweep(ir_dir, args, work),
-                   "selection": _selection(ir_dir, args, work)}
+                   "models": [r.to_dict() for r in rows],
+                   "sweep": [] if args.no_sweep else _sweep(ir_dir, args, work),
+                   "selection": [] if args.no_sweep else _selection(ir_dir, args, work)}
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)

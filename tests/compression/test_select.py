@@ -68,3 +68,14 @@ def test_nncf_subset_size_counts_items_not_images():
     assert nncf_subset_size(1, batch_size=8) == 1
     with pytest.raises(ValueError):
         nncf_subset_size(0)
+
+
+def test_modes_given_as_strings_become_enums():
+    import dataclasses
+
+    from leanvision.compression.quantize.options import CalibSelect, Fallback, QuantizeOptions
+
+    options = dataclasses.replace(QuantizeOptions(), calib_select="similar", fallback="bf16")
+    assert options.calib_select is CalibSelect.SIMILAR and options.fallback is Fallback.BF16
+    with pytest.raises(ValueError):
+        QuantizeOptions(calib_select="nearest")
