@@ -53,10 +53,10 @@ class DemoOptions(Config):
     train_images: int = 120
     slides: int = 2
     slide_size: int = 12000
-    train_minutes: float = 4.0
+    train_minutes: float = 3.5
     max_drop: float = 0.5
-    calib_size: int = 64
-    bench_seconds: float = 4.0
+    calib_size: int = 32
+    bench_seconds: float = 3.0
     export_size: int = 800
     drop_border: int = 400
     seed: int = 0

@@ -290,6 +290,17 @@ def _sensitivity(job: _Job, measured: _Measured) -> Sensitivity:
         images=count, progress=progress))
 
 
+def _met_without_ranking(job: _Job, measured: _Measured) -> bool:
+    """True when INT8 everywhere already meets the budget: the search has nothing to rank
+    (the ranking costs one inference per layer), so it is skipped and the report says so."""
+    budget = job.options.max_drop
+    met = (budget is not None and not job.user_kept
+           and points(measured.fp32_map50 - measured.int8_all_map50) <= budget)
+    if met:
+        logger.info("INT8 in every layer meets the %g-point budget: no layer ranking needed", budget)
+    return met
+
+
 def _sweep(job: _Job, measured: _Measured) -> list[dict[str, Any]]:
     rows = []
     for size in sorted(set(job.options.calib_sweep)):
@@ -320,7 +331,8 @@ def _search(job: _Job, measured: _Measured) -> None:
     """Budget: keep the most sensitive layers FP32 until the measured drop fits."""
     user = [n for n in job.user_kept]
     user_layers = {n.name for n in user if n.is_layer}
-    order = [name for name in measured.sensitivity.order() if name not in user_layers]
+    ranked = measured.sensitivity.order() if measured.sensitivity is not None else []
+    order = [name for name in ranked if name not in user_layers]
     images = min(job.options.calib_size, len(job.chosen))
 
     def bypass(kept: tuple[str, ...]) -> tuple[float, Any]:
@@ -418,7 +430,7 @@ def quantize(
                    progress or (lambda *_: None))
     measured = _Measured()
     _baselines(job, measured)
-    if options.sensitivity:
+    if options.sensitivity and not _met_without_ranking(job, measured):
         measured.sensitivity = _sensitivity(job, measured)
     measured.sweep = _sweep(job, measured)
     if options.max_drop is None:
