@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,8 @@ def _train(data: Path, out: Path, options: DemoOptions) -> Path:
         "loader.workers=1", f"seed={options.seed}", "eval.period=0", "eval.precise_bn_batches=2",
     ]
     config = load_config(RECIPE, overrides)
+    if (out / "run" / "last.pt").exists():
+        shutil.rmtree(out / "run")  # the previous demo's run: a rerun starts afresh, as it synthesizes afresh
     result = train(config, progress=False)
     return result.run_dir / "best.pt" if (result.run_dir / "best.pt").exists() else result.run_dir / "last.pt"
 
