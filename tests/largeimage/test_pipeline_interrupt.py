@@ -17,7 +17,8 @@ from tests.largeimage.fakes import blob_image, random_boxes, write_image
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 8
 
-# A slow fake model (0.25 s per tile) over 8 images of 4 tiles: ~8 s if left alone.
+# A slow fake model (0.6 s per tile) over 8 images of 4 tiles: ~20 s if left alone, so the
+# interrupt lands mid-run even on a loaded machine (at 0.25 s a busy CI run once finished first).
 CHILD = """
 import sys
 from leanvision.largeimage.pipeline import PipelineInterrupted, PipelineOptions, TilingOptions, run_pipeline
@@ -26,7 +27,7 @@ from tests.largeimage.fakes import BlobFactory
 if __name__ == "__main__":
     options = PipelineOptions(tiling=TilingOptions(window=256), readers=2, batch=1)
     try:
-        run_pipeline(BlobFactory((96, 128), requests=1, delay=0.25), [sys.argv[1]], options=options,
+        run_pipeline(BlobFactory((96, 128), requests=1, delay=0.6), [sys.argv[1]], options=options,
                      out_dir=sys.argv[2])
     except PipelineInterrupted:
         sys.exit(130)
