@@ -54,10 +54,10 @@ class DemoOptions(Config):
     train_images: int = 120
     slides: int = 2
     slide_size: int = 12000
-    train_minutes: float = 3.5
+    train_minutes: float = 4.0
     max_drop: float = 0.5
     calib_size: int = 32
-    bench_seconds: float = 3.0
+    bench_seconds: float = 2.0
     export_size: int = 800
     drop_border: int = 400
     seed: int = 0
