@@ -169,8 +169,6 @@ def _nncf_accuracy_control(backend: Backend, model_dir: Path, args: argparse.Nam
     val = _Validation(model_dir, args.val, backend)
     calib_files = [str(p) for p in sorted(args.calib.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     calib_files = calib_files[: args.calib_size]
-    calibration = nncf.Dataset(calib_files, lambda f: val.predictor.preprocess([f]).batch)
-    validation = nncf.Dataset(list(range(len(val.files))), val.batch)
 
     def validation_fn(model: Any, items) -> tuple[float, list]:
         # A per-image mAP is not defined (negatives): NNCF then ranks layers by outputs.
@@ -186,6 +184,11 @@ def _nncf_accuracy_control(backend: Backend, model_dir: Path, args: argparse.Nam
         import onnx
 
         fp32 = onnx.load(str(model_dir / "model.onnx"))
+    # NNCF's ONNX backend runs the model with {input name: array}; its OpenVINO backend with
+    # the array itself.
+    feed = (lambda b: b) if backend is Backend.OPENVINO else (lambda b, name=fp32.graph.input[0].name: {name: b})
+    calibration = nncf.Dataset(calib_files, lambda f: feed(val.predictor.preprocess([f]).batch))
+    validation = nncf.Dataset(list(range(len(val.files))), lambda i: feed(val.batch(i)))
     start = time.perf_counter()
     quantized = nncf.quantize_with_accuracy_control(
         fp32, calibration, validation, validation_fn, max_drop=args.budget / 100.0,
