@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,3 +39,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(staging: Path, out: Path) -> None:
+    """Move a finished `staging` directory (a sibling of `out`) to `out`, replacing any
+    previous `out` whole: readers see the old directory or the new one, never a mix."""
+    os.chmod(staging, 0o755)  # mkdtemp makes 0700; a model directory is meant to be shared
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -27,7 +27,7 @@ import numpy as np
 from leanvision.core.card import CARD_FILENAME, ModelCard, OutputSpec
 from leanvision.core.enums import Task
 from leanvision.core.errors import ConfigError, ModelError
-from leanvision.core.io import atomic_write_text
+from leanvision.core.io import atomic_write_text, replace_dir
 from leanvision.export.card import expected_anchors, expected_density_shape, export_card, provenance
 from leanvision.export.parity import (
     FP32_PARITY,
@@ -112,18 +112,6 @@ def _staging_dir(out: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as exc:
         raise ConfigError(f"cannot write the output directory: {exc.strerror or exc}", path=out) from None
-
-
-def _commit(staging: Path, out: Path) -> None:
-    """Move the finished `staging` directory to `out`, replacing any previous export whole."""
-    os.chmod(staging, 0o755)  # mkdtemp makes 0700; an exported model is meant to be shared
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _input_size(card: ModelCard, input_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -297,7 +285,7 @@ def export_model(
     staging = _staging_dir(out)
     try:
         card, report = _write(job, model, card, staging, timings)
-        _commit(staging, out)
+        replace_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     timings["total"] = time.perf_counter() - start

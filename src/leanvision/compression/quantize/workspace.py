@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ from leanvision import __version__
 from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.enums import Precision
 from leanvision.core.errors import ConfigError, ModelError
+from leanvision.core.io import replace_dir
 
 OUTPUT_FILES = frozenset({"model.xml", "model.bin", "model.onnx", CARD_FILENAME, "quant_report.json",
                           "quant_report.md", "quant_report.html", "quant_sensitivity.png"})
@@ -64,14 +63,7 @@ def staging_dir(out: Path) -> Path:
 
 def commit(staging: Path, out: Path) -> None:
     """Move the finished `staging` directory to `out`, replacing a previous result whole."""
-    os.chmod(staging, 0o755)  # mkdtemp makes 0700; a model directory is meant to be shared
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(staging, out)
 
 
 def _version(name: str) -> str:
