@@ -120,7 +120,7 @@ def _run(backend: Backend, model_dir: Path, args: argparse.Namespace, out: Path,
          options: QuantizeOptions) -> tuple[Row, Any]:
     start = time.perf_counter()
     result = quantize(model_dir, calib=args.calib, val=args.val, backend=backend, out=out, options=options)
-    row = Row(backend.value, label, result.map50, result.drop_points, len(result.kept_layers),
+    row = Row(backend.value, label, result.score, result.drop, len(result.kept_layers),
               time.perf_counter() - start, out / ("model.xml" if backend is Backend.OPENVINO else "model.onnx"))
     print(f"  {backend.value} {label}: mAP@0.5 {row.map50:.4f} (drop {row.drop_points:.2f} points) in {row.seconds:.0f} s",
           file=sys.stderr)
@@ -222,10 +222,10 @@ def _backend_rows(backend: Backend, model_dir: Path, args: argparse.Namespace, w
     auto_row, auto = _run(backend, model_dir, args, base / "int8_auto", f"INT8-auto (budget {args.budget:g})",
                           _options(args, max_drop=args.budget, sensitivity=True))
     fp32_file = model_dir / ("model.xml" if backend is Backend.OPENVINO else "model.onnx")
-    fp32_row = Row(backend.value, "FP32", all_result.fp32_map50, 0.0, -1, 0.0, fp32_file)
+    fp32_row = Row(backend.value, "FP32", all_result.fp32_score, 0.0, -1, 0.0, fp32_file)
     rows = [fp32_row, all_row, fpn_row, auto_row]
     try:
-        rows.append(_nncf_accuracy_control(backend, model_dir, args, all_result.fp32_map50, base / "nncf_qac"))
+        rows.append(_nncf_accuracy_control(backend, model_dir, args, all_result.fp32_score, base / "nncf_qac"))
     except Exception as exc:  # a library failure is a finding of the benchmark, not its end
         print(f"  {backend.value} NNCF accuracy control failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     _throughput(backend, rows, args)
@@ -260,7 +260,8 @@ def _selection(ir_dir: Path, args: argparse.Namespace, work: Path) -> list[dict[
         result = quantize(ir_dir, calib=args.calib, val=args.val, backend=Backend.OPENVINO, out=work / f"select_{method}",
                           options=_options(args, calib_size=args.select_size, calib_select=method))
         rows.append({"selection": method, "images": result.report["calibration"]["images"],
-                     "map50": result.int8_all_map50, "drop_points": 100 * (result.fp32_map50 - result.int8_all_map50),
+                     "map50": result.int8_all_score,
+                     "drop_points": result.metric.drop(result.fp32_score, result.int8_all_score),
                      "seconds": time.perf_counter() - start})
     return rows
 
@@ -282,7 +283,7 @@ def _markdown(results: dict[str, Any]) -> str:
                      f"{_fmt(r['images_per_s'], 1)} | {speedup} | {_fmt(r['seconds'], 0)} |")
     lines += ["", "Calibration-size sweep (OpenVINO, every layer INT8, random selection):", "",
               "| images | mAP@0.5 | drop (points) |", "|---|---|---|"]
-    lines += [f"| {s['images']} | {_fmt(s['map50'])} | {_fmt(s['drop_points'], 2)} |" for s in results["sweep"]]
+    lines += [f"| {s['images']} | {_fmt(s['map50'])} | {_fmt(s['drop'], 2)} |" for s in results["sweep"]]
     lines += ["", "Selection at equal size (OpenVINO, every layer INT8):", "",
               "| selection | images | mAP@0.5 | drop (points) |", "|---|---|---|---|"]
     lines += [f"| {s['selection']} | {s['images']} | {_fmt(s['map50'])} | {_fmt(s['drop_points'], 2)} |"

@@ -30,7 +30,7 @@ def test_cli_end_to_end_with_a_budget_on_onnxruntime(damaged_onnx, tiny_data, tm
     assert "images/s measured here" in stdout and str(out / "quant_report.html") in stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["budget"]["reached"] and DAMAGED_LAYER in report["fp32_layers"]
-    assert report["models"][-1]["drop_points"] <= 0.5
+    assert report["models"][-1]["drop"] <= 0.5
     assert ModelCard.load(out).precision is Precision.MIXED
     assert (out / "model.onnx").is_file() and not (out / "model.xml").exists()
 

@@ -23,8 +23,8 @@ def ort_run(tiny_onnx, tiny_data, tmp_path_factory):
 
 
 def test_int8_qdq_is_within_tolerance_of_fp32(ort_run):
-    assert 100 * (ort_run.fp32_map50 - ort_run.int8_all_map50) <= TOLERANCE_POINTS
-    assert ort_run.drop_points <= TOLERANCE_POINTS
+    assert 100 * (ort_run.fp32_score - ort_run.int8_all_score) <= TOLERANCE_POINTS
+    assert ort_run.drop <= TOLERANCE_POINTS
     assert {p.name for p in ort_run.files} >= {"model.onnx", "model_card.json", "quant_report.html"}
     assert ort_run.card.precision is Precision.MIXED
 

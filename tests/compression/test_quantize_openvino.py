@@ -48,8 +48,8 @@ def test_the_damaged_layer_ranks_first(budget_run):
 
 
 def test_the_budget_search_meets_the_budget_it_was_given(budget_run):
-    assert budget_run.int8_all_map50 < budget_run.fp32_map50 - 0.1  # the damage costs > 10 points
-    assert budget_run.budget_reached and budget_run.drop_points <= 0.5
+    assert budget_run.int8_all_score < budget_run.fp32_score - 0.1  # the damage costs > 10 points
+    assert budget_run.budget_reached and budget_run.drop <= 0.5
     assert DAMAGED_LAYER in budget_run.kept_layers
     assert len(budget_run.kept_layers) <= 4  # it did not give up and keep everything
 
@@ -61,8 +61,8 @@ def test_the_saved_model_scores_what_the_search_measured(budget_run, tiny_data):
         predictions = predictor([str(dataset.image_path(r)) for r in dataset.images])
     metrics = evaluate_detections([r.targets for r in dataset.images], predictions,
                                   image_sizes=[(r.width, r.height) for r in dataset.images], class_names=dataset.classes)
-    assert metrics.map50 == pytest.approx(budget_run.map50, abs=1e-6)
-    assert budget_run.fp32_map50 - metrics.map50 <= 0.005
+    assert metrics.map50 == pytest.approx(budget_run.score, abs=1e-6)
+    assert budget_run.fp32_score - metrics.map50 <= 0.005
 
 
 def test_the_saved_model_keeps_exactly_the_chosen_layers_fp32(budget_run):
@@ -77,8 +77,8 @@ def test_card_and_reports(budget_run):
     card = ModelCard.load(budget_run.out)
     assert card.precision is Precision.MIXED
     assert json.loads(card.provenance["quantization_fp32_layers"]) == list(budget_run.kept_layers)
-    assert card.metrics["quant_drop_points"] == pytest.approx(budget_run.drop_points)
-    assert card.metrics["quant_fp32_map50"] == pytest.approx(budget_run.fp32_map50)
+    assert card.metrics["quant_drop"] == pytest.approx(budget_run.drop)
+    assert card.metrics["quant_fp32_map50"] == pytest.approx(budget_run.fp32_score)
     names = {p.name for p in budget_run.files}
     assert {"model.xml", "model.bin", "model_card.json", "quant_report.json", "quant_report.md",
             "quant_report.html"} <= names
@@ -93,8 +93,8 @@ def test_card_and_reports(budget_run):
 
 
 def test_int8_is_within_tolerance_of_fp32(fpn_run):
-    assert 100 * (fpn_run.fp32_map50 - fpn_run.int8_all_map50) <= TOLERANCE_POINTS
-    assert fpn_run.drop_points <= TOLERANCE_POINTS
+    assert 100 * (fpn_run.fp32_score - fpn_run.int8_all_score) <= TOLERANCE_POINTS
+    assert fpn_run.drop <= TOLERANCE_POINTS
 
 
 def test_keep_fp32_fpn_leaves_exactly_the_fpn_convolutions_unquantized(fpn_run):

@@ -28,19 +28,20 @@ def _report() -> tuple[dict, Sensitivity]:
         "cpu": {"model": "cpu", "cores": 2, "int8_path": "AVX2 (no VNNI)", "bf16": False,
                 "openvino_capabilities": ["FP32", "INT8"]},
         "options": {"chart_layers": 30},
-        "models": [{"label": "FP32", "map50": 0.9, "drop_points": 0.0, "images_per_s": 10.0, "speedup": 1.0,
+        "metric": {"key": "map50", "label": "mAP@0.5", "higher_is_better": True, "unit": "points"},
+        "models": [{"label": "FP32", "map50": 0.9, "drop": 0.0, "images_per_s": 10.0, "speedup": 1.0,
                     "precision": "fp32", "fp32_layers": 0},
-                   {"label": "saved", "map50": 0.898, "drop_points": 0.2, "images_per_s": 9.0, "speedup": 0.9,
+                   {"label": "saved", "map50": 0.898, "drop": 0.2, "images_per_s": 9.0, "speedup": 0.9,
                     "precision": "fp32", "fp32_layers": 1}],
         "fp32_layers": ["fpn.inner_blocks.0.0/Conv"], "fp32_other_nodes": ["fpn/Add"],
         "sensitivity": sensitivity.to_dict(),
-        "budget": {"budget_points": 0.5, "reached": False,
-                   "best": {"kept": 1, "how": "requantized", "drop_points": 0.6},
-                   "candidates": [{"kept": 0, "how": "requantized", "map50": 0.88, "drop_points": 2.0},
-                                  {"kept": 1, "how": "requantized", "map50": 0.894, "drop_points": 0.6}]},
+        "budget": {"budget": 0.5, "reached": False,
+                   "best": {"kept": 1, "how": "requantized", "drop": 0.6},
+                   "candidates": [{"kept": 0, "how": "requantized", "score": 0.88, "drop": 2.0},
+                                  {"kept": 1, "how": "requantized", "score": 0.894, "drop": 0.6}]},
         "calibration": {"images": 4, "selection": "similar", "seed": 0, "files": 10, "source": "c",
                         "subset_size": 4, "skipped": [], "grayscale": 0},
-        "sweep": [{"images": 1, "map50": 0.85, "drop_points": 5.0}],
+        "sweep": [{"images": 1, "map50": 0.85, "drop": 5.0}],
     }
     return report, sensitivity
 
@@ -63,7 +64,7 @@ def test_markdown_says_what_the_html_says(tmp_path):
     write_reports(tmp_path, report, sensitivity)
     markdown = (tmp_path / REPORT_MD).read_text()
     assert "> **Warning:** INT8 (all layers) is not faster than FP32" in markdown
-    assert "Accuracy budget: 0.5 points, NOT reached" in markdown
+    assert "Accuracy budget: 0.5 points of mAP@0.5, NOT reached" in markdown
     assert f"![per-layer sensitivity]({CHART_PNG})" in markdown
     assert "| 1 | fpn.inner_blocks.0.0/Conv | fpn |" in markdown  # most sensitive first
     assert "- `fpn.inner_blocks.0.0/Conv`" in markdown and "fpn/Add" in markdown
@@ -76,3 +77,17 @@ def test_without_sensitivity_there_is_no_chart(tmp_path):
     written = write_reports(tmp_path, report, None)
     assert CHART_PNG not in {p.name for p in written}
     assert "data:image/png" not in (tmp_path / REPORT_HTML).read_text()
+
+
+def test_a_counting_report_speaks_of_mae_in_objects(tmp_path):
+    report, _ = _report()
+    report["metric"] = {"key": "mae", "label": "MAE", "higher_is_better": False, "unit": "objects per image"}
+    report["models"] = [{"label": "FP32", "mae": 3.25, "drop": 0.0}, {"label": "saved", "mae": 3.5, "drop": 0.25}]
+    report["sweep"] = [{"images": 1, "mae": 4.0, "drop": 0.75}]
+    report["sensitivity"] = None
+    write_reports(tmp_path, report, None)
+    markdown = (tmp_path / REPORT_MD).read_text()
+    assert "| model | MAE | drop (objects per image) |" in markdown
+    assert "| saved | 3.5000 | 0.2500 |" in markdown and "| 1 | 4.0000 | 0.7500 |" in markdown
+    assert "Accuracy budget: 0.5 objects per image of MAE, NOT reached" in markdown
+    assert "lower is better" in markdown

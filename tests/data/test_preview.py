@@ -86,6 +86,15 @@ def test_load_augment_steps_from_a_recipe_or_a_bare_list(tmp_path):
     assert load_augment_steps(nested) == [{"op": "random_flip"}]
 
 
+def test_cli_preview_takes_a_shipped_recipe_by_name(tmp_path):
+    from tests.helpers import run_cli
+
+    code, stdout, stderr = run_cli(["data", "preview", str(make_set(tmp_path / "set")), "--recipe",
+                                    "s0_cervical_retinanet", "--n", "2", "--out", str(tmp_path / "g.png")])
+    assert code == 0, stderr
+    assert cv2.imread(str(tmp_path / "g.png")) is not None and "wrote" in stdout
+
+
 def test_preview_takes_negatives_from_a_folder(tmp_path):
     folder = tmp_path / "negatives"
     folder.mkdir()

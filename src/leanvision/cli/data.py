@@ -105,14 +105,15 @@ def stats(
 @app.command()
 def preview(
     path: Path = typer.Argument(..., help="A detection dataset (COCO, VOC or YOLO)."),
-    recipe: Path = typer.Option(..., "--recipe", help="A training recipe YAML (its augment steps) or a YAML list of steps."),
+    recipe: Path = typer.Option(..., "--recipe", help="A training recipe YAML (its augment steps), a shipped recipe's name (s0_cervical_retinanet), or a YAML list of steps."),
     n: int = typer.Option(16, "--n", min=1, help="Number of augmented samples."),
     out_file: Path = typer.Option(..., "--out", help="Grid image to write (.png)."),
     seed: int = typer.Option(0, "--seed"),
     negatives: Path | None = typer.Option(None, "--negatives", help="Folder of negative images for replace_background (default: the dataset's own)."),
 ) -> None:
     """Draw N augmented samples of a dataset with their boxes, as the recipe would train on them."""
+    from leanvision.core.config import recipe_path
     from leanvision.data.preview import load_augment_steps, preview_grid
 
-    written = preview_grid(path, load_augment_steps(recipe), n=n, out=out_file, seed=seed, negatives=negatives)
+    written = preview_grid(path, load_augment_steps(recipe_path(recipe)), n=n, out=out_file, seed=seed, negatives=negatives)
     out.print(f"wrote {written}")

@@ -37,15 +37,15 @@ def _options(**flags):
 
 def quantize(
     model_dir: Path = typer.Argument(..., help="An exported FP32 model directory (model.xml or model.onnx + model_card.json)."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration images: a detection dataset (COCO, VOC, YOLO) or a folder of images."),
-    val: Path = typer.Option(..., "--val", help="A labelled detection dataset scoring every model (mAP@0.5)."),
+    calib: Path = typer.Option(..., "--calib", help="Calibration images: a detection (COCO, VOC, YOLO) or counting (points, ShanghaiTech) dataset, or a folder of images."),
+    val: Path = typer.Option(..., "--val", help="A labelled dataset of the model's task scoring every model: detection (mAP@0.5) or counting (MAE)."),
     backend: str = typer.Option(..., "--backend", help="openvino (NNCF, writes model.xml/.bin) or onnxruntime (QDQ, writes model.onnx)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the INT8 model, its card and quant_report.{json,md,html}."),
     calib_size: int | None = typer.Option(None, "--calib-size", min=1, help="Calibration images (not batches) [default: 300]."),
     calib_select: str | None = typer.Option(None, "--calib-select", help="random | diverse (k-center in feature space) | similar (nearest the centroid) [default: random]."),
-    calib_sweep: str | None = typer.Option(None, "--calib-sweep", help="Also quantize with each of these sizes and report mAP@0.5 per size, e.g. 1,32,100,300."),
+    calib_sweep: str | None = typer.Option(None, "--calib-sweep", help="Also quantize with each of these sizes and report the metric per size, e.g. 1,32,100,300."),
     keep_fp32: list[str] = typer.Option([], "--keep-fp32", help="Keep out of INT8: a layer group of the card (backbone, fpn, head) or a regex matching whole node names. Repeat for several."),
-    max_drop: float | None = typer.Option(None, "--max-drop", min=0.0, help="Accuracy budget in points of mAP@0.5 (0.5 = 0.005): keep the most sensitive layers FP32 until the measured drop fits."),
+    max_drop: float | None = typer.Option(None, "--max-drop", min=0.0, help="Accuracy budget: the most the saved model may be worse than FP32, in points of mAP@0.5 for detection (0.5 = 0.005) or in objects per image of MAE for counting; the most sensitive layers stay FP32 until the measured drop fits."),
     fallback: str | None = typer.Option(None, "--fallback", help="Precision of layers kept out of INT8: fp32 or bf16 (bf16 only on CPUs with AVX-512 BF16 / AMX) [default: fp32]."),
     preset: str | None = typer.Option(None, "--preset", help="NNCF preset (openvino): performance (symmetric) or mixed (asymmetric activations) [default: performance]."),
     ort_method: str | None = typer.Option(None, "--ort-method", help="ONNX Runtime calibration: minmax, entropy or percentile [default: minmax]."),
@@ -73,9 +73,12 @@ def quantize(
 def _print(result) -> None:
     say = lambda text: out.print(text, markup=False, highlight=False)  # noqa: E731
     say(f"{result.out}: {', '.join(p.name for p in result.files)}")
-    say(f"mAP@0.5: FP32 {result.fp32_map50:.4f} | INT8 all layers {result.int8_all_map50:.4f} "
-        f"({100 * (result.int8_all_map50 - result.fp32_map50):+.2f} points) | saved {result.map50:.4f} "
-        f"({-result.drop_points:+.2f} points, {len(result.kept_layers)} layers FP32, precision {result.card.precision.value})")
+    metric = result.metric
+    worse = lambda score: metric.drop(result.fp32_score, score)  # noqa: E731
+    say(f"{metric.label}: FP32 {result.fp32_score:.4f} | INT8 all layers {result.int8_all_score:.4f} "
+        f"(worse by {worse(result.int8_all_score):+.2f} {metric.unit}) | saved {result.score:.4f} "
+        f"(worse by {result.drop:+.2f} {metric.unit}, {len(result.kept_layers)} layers FP32, "
+        f"precision {result.card.precision.value})")
     if result.throughput:
         base = result.throughput.get("FP32") or float("nan")
         shown = ", ".join(f"{label} {speed:.1f} ({speed / base:.2f}x)" for label, speed in result.throughput.items())
@@ -83,7 +86,7 @@ def _print(result) -> None:
     budget = result.report.get("budget")
     if budget:
         state = "reached" if budget["reached"] else "NOT reached (best model found saved)"
-        say(f"accuracy budget {budget['budget_points']:g} points: {state}")
+        say(f"accuracy budget {budget['budget']:g} {metric.unit}: {state}")
     if result.sensitivity is not None:
         top = ", ".join(s.layer for s in result.sensitivity.layers[:5])
         say(f"most sensitive layers: {top}")

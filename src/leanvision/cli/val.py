@@ -79,8 +79,9 @@ def _print(metrics, predictions, data: Path) -> None:
 
 def _val_counting(model, card: ModelCard, data: Path, ckpt: Path, target: Path, *, json_flag: bool,
                   batch_size: int) -> None:
+    from leanvision.data.formats import drop_outside_points, read_counting
     from leanvision.training.count_eval import evaluate_counting
-    from leanvision.training.tasks.count import drop_outside_points, output_stride, read_counting
+    from leanvision.training.tasks.count import output_stride
 
     dataset = read_counting(data)
     if not dataset.images:

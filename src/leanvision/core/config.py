@@ -226,3 +226,17 @@ class Config:
                 raise ConfigError(f"override '{item}': unknown key '{key}' {_suggest(parts[-1], list(node))}")
             node[parts[-1]] = _parse_scalar(text)
         return type(self).from_dict(data)
+
+
+def recipe_path(name: str | os.PathLike[str]) -> Path:
+    """A recipe file: `name` if it exists, else the recipe of that name shipped with leanvision
+    (`s0_cervical_retinanet` or `s0_cervical_retinanet.yaml`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    import importlib.resources
+
+    builtin = importlib.resources.files("leanvision") / "configs" / (path.name if path.suffix else f"{path.name}.yaml")
+    if builtin.is_file():
+        return Path(str(builtin))
+    return path  # missing: reading it raises the one-line error naming it

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from leanvision.core import Config, ConfigError, ResizeMode, Task
+from leanvision.core.config import recipe_path
 
 
 class OptimizerKind(enum.StrEnum):
@@ -247,20 +248,6 @@ def check_augment(options: AugmentOptions, *, path: str | os.PathLike[str] | Non
         except ConfigError as exc:
             errors.append(exc)
     raise ConfigError(errors[0].message, path=path) from None
-
-
-def recipe_path(name: str | os.PathLike[str]) -> Path:
-    """A recipe file: `name` if it exists, else the recipe of that name shipped with leanvision
-    (`s0_cervical_retinanet` or `s0_cervical_retinanet.yaml`)."""
-    path = Path(name)
-    if path.exists():
-        return path
-    import importlib.resources
-
-    builtin = importlib.resources.files("leanvision") / "configs" / (path.name if path.suffix else f"{path.name}.yaml")
-    if builtin.is_file():
-        return Path(str(builtin))
-    return path  # missing: reading it raises the one-line error naming it
 
 
 def load_config(

@@ -3,11 +3,12 @@
     from leanvision.compression.quantize import QuantizeOptions, quantize
     result = quantize("exported/s0", calib="data/train", val="data/val", backend="openvino",
                       out="exported/s0-int8", options=QuantizeOptions(max_drop=0.5))
-    result.drop_points, result.kept_layers, result.report["models"]
+    result.drop, result.kept_layers, result.report["models"]
 
 What happens, in order: calibration images are chosen (random / diverse / similar) and
 preprocessed by the deployment predictor; the model is quantized once with every layer INT8;
-FP32 and INT8 are scored on the validation set (mAP@0.5); every layer's sensitivity is
+FP32 and INT8 are scored on the validation set (mAP@0.5 for detection, MAE for counting);
+every layer's sensitivity is
 ranked from one switchable graph; an optional calibration-size sweep quantizes again per
 size; then the model to save is the INT8 one, or re-quantized with `keep_fp32` ignored, or
 found by the accuracy-budget search; throughputs are measured side by side; the card and
@@ -44,11 +45,10 @@ from leanvision.compression.quantize.options import (
     CalibSelect,
     Fallback,
     QuantizeOptions,
-    points,
 )
 from leanvision.compression.quantize.sensitivity import Sensitivity, rank_layers
 from leanvision.compression.quantize.speed import SpeedCase, Throughput, measure_throughput
-from leanvision.compression.quantize.validation import ValidationSet, load_validation_set
+from leanvision.compression.quantize.validation import Metric, ValidationSet, load_validation_set
 from leanvision.compression.quantize.workspace import (
     check_out,
     commit,
@@ -82,9 +82,12 @@ class QuantizeResult:
         out: the quantized model directory.
         files: the files in it.
         card: the saved card (precision int8 or mixed).
-        fp32_map50, int8_all_map50, map50: validation mAP@0.5 (0-1) of the FP32 model, of
-            every layer INT8, and of the saved model.
-        drop_points: FP32 minus saved, in points.
+        metric: what the scores are (mAP@0.5 for detection, MAE for counting) and the unit
+            of `drop`.
+        fp32_score, int8_all_score, score: the validation metric of the FP32 model, of every
+            layer INT8, and of the saved model.
+        drop: how much worse the saved model is than FP32, in `metric.unit` (points of
+            mAP@0.5, or MAE's rise in objects per image).
         kept_layers: layers of the saved model left out of INT8.
         budget_reached: None without a budget, else whether the saved model meets it.
         sensitivity: the per-layer ranking.
@@ -96,10 +99,11 @@ class QuantizeResult:
     out: Path
     files: tuple[Path, ...]
     card: ModelCard
-    fp32_map50: float
-    int8_all_map50: float
-    map50: float
-    drop_points: float
+    metric: Metric
+    fp32_score: float
+    int8_all_score: float
+    score: float
+    drop: float
     kept_layers: tuple[str, ...]
     budget_reached: bool | None
     sensitivity: Sensitivity | None
@@ -138,8 +142,8 @@ class _Job:
         name = self.adapter.input_name(self.fp32)
         return lambda batch: runner({name: batch})
 
-    def map50(self, model: Any, precision: PrecisionHint | None = None) -> float:
-        return self.val.evaluate(self.run(model, precision)).map50
+    def score(self, model: Any, precision: PrecisionHint | None = None) -> float:
+        return self.val.score(self.run(model, precision))
 
     def quantize(self, images: int, ignored: Sequence[Node] = ()) -> Any:
         start = time.perf_counter()
@@ -216,7 +220,7 @@ def _prepare(model_dir: Path, calib: Path, val: Path, backend: Backend, out: Pat
     cpu = detect_cpu()
     precision = _fallback(options.fallback, backend, cpu, lambda m: (logger.warning(m), warnings.append(m)))
     reader = lambda path: read_image(path, 0)  # noqa: E731  the predictor's own reader
-    val_set = load_validation_set(val, card.class_names, reader=reader, preprocess=predictor.preprocess,
+    val_set = load_validation_set(val, card, reader=reader, preprocess=predictor.preprocess,
                                   postprocess=predictor.postprocess)
     images = CalibrationImages(calib, image_files(calib), reader, lambda arrays: predictor.preprocess(arrays).batch)
     reduce_range = options.reduce_range if options.reduce_range is not None else not cpu.vnni
@@ -246,15 +250,19 @@ def _choose(job: _Job) -> list[int]:
 class _Measured:
     """Models and figures gathered along the way."""
 
-    fp32_map50: float = 0.0
+    fp32_score: float = 0.0
     int8_all: Any = None
-    int8_all_map50: float = 0.0
+    int8_all_score: float = 0.0
     sensitivity: Sensitivity | None = None
     sweep: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final: Any = None
-    final_map50: float = 0.0
+    final_score: float = 0.0
     kept: tuple[str, ...] = ()
     budget: BudgetOutcome | None = None
+
+    def drop(self, metric: Metric, score: float) -> float:
+        """How much worse `score` is than FP32's, in the budget's unit."""
+        return metric.drop(self.fp32_score, score)
 
 
 def _timed(job: _Job, key: str, fn: Callable[[], Any]) -> Any:
@@ -267,12 +275,13 @@ def _timed(job: _Job, key: str, fn: Callable[[], Any]) -> Any:
 def _baselines(job: _Job, measured: _Measured) -> None:
     calib_images = min(job.options.calib_size, len(job.chosen))
     job.progress("FP32 accuracy", 0, 1)
-    measured.fp32_map50 = _timed(job, "fp32_eval", lambda: job.map50(job.fp32, PrecisionHint.FP32))
+    measured.fp32_score = _timed(job, "fp32_eval", lambda: job.score(job.fp32, PrecisionHint.FP32))
     job.progress(f"quantizing ({calib_images} images)", 0, 1)
     measured.int8_all = job.quantize(calib_images)
     job.progress("INT8 accuracy", 0, 1)
-    measured.int8_all_map50 = _timed(job, "int8_eval", lambda: job.map50(measured.int8_all))
-    logger.info("mAP@0.5: FP32 %.4f, INT8 (all layers) %.4f", measured.fp32_map50, measured.int8_all_map50)
+    measured.int8_all_score = _timed(job, "int8_eval", lambda: job.score(measured.int8_all))
+    logger.info("%s: FP32 %.4f, INT8 (all layers) %.4f", job.val.metric.label, measured.fp32_score,
+                measured.int8_all_score)
 
 
 def _sensitivity(job: _Job, measured: _Measured) -> Sensitivity:
@@ -295,9 +304,9 @@ def _met_without_ranking(job: _Job, measured: _Measured) -> bool:
     (the ranking costs one inference per layer), so it is skipped and the report says so."""
     budget = job.options.max_drop
     met = (budget is not None and not job.user_kept
-           and points(measured.fp32_map50 - measured.int8_all_map50) <= budget)
+           and measured.drop(job.val.metric, measured.int8_all_score) <= budget)
     if met:
-        logger.info("INT8 in every layer meets the %g-point budget: no layer ranking needed", budget)
+        logger.info("INT8 in every layer meets the %g %s budget: no layer ranking needed", budget, job.val.metric.unit)
     return met
 
 
@@ -310,20 +319,20 @@ def _sweep(job: _Job, measured: _Measured) -> list[dict[str, Any]]:
         job.progress(f"calibration sweep: {size} images", 0, 1)
         start = time.perf_counter()
         same = size == min(job.options.calib_size, len(job.chosen))
-        map50 = measured.int8_all_map50 if same else job.map50(job.quantize(size))
-        rows.append({"images": size, "subset_size": nncf_subset_size(size), "map50": map50,
-                     "drop_points": points(measured.fp32_map50 - map50), "seconds": time.perf_counter() - start})
+        score = measured.int8_all_score if same else job.score(job.quantize(size))
+        rows.append({"images": size, "subset_size": nncf_subset_size(size), job.val.metric.key: score,
+                     "drop": measured.drop(job.val.metric, score), "seconds": time.perf_counter() - start})
     return rows
 
 
 def _keep_only_user(job: _Job, measured: _Measured) -> None:
     """No budget: the saved model keeps exactly the user's --keep-fp32 nodes out of INT8."""
     if not job.user_kept:
-        measured.final, measured.final_map50 = measured.int8_all, measured.int8_all_map50
+        measured.final, measured.final_score = measured.int8_all, measured.int8_all_score
         return
     job.progress("quantizing with --keep-fp32", 0, 1)
     measured.final = job.quantize(min(job.options.calib_size, len(job.chosen)), job.user_kept)
-    measured.final_map50 = job.map50(measured.final)
+    measured.final_score = job.score(measured.final)
     measured.kept = tuple(n.name for n in job.user_kept if n.is_layer)
 
 
@@ -338,34 +347,37 @@ def _search(job: _Job, measured: _Measured) -> None:
     def bypass(kept: tuple[str, ...]) -> tuple[float, Any]:
         job.progress(f"budget search: {len(kept)} layers FP32", 0, 1)
         model = job.adapter.restore_fp32(measured.int8_all, job.fp32, user + job.nodes_of(kept))
-        return job.map50(model), model
+        return job.score(model), model
 
     def requantize(kept: tuple[str, ...]) -> tuple[float, Any]:
         job.progress(f"re-quantizing with {len(kept)} layers FP32", 0, 1)
         model = job.quantize(images, user + job.nodes_of(kept))
-        return job.map50(model), model
+        return job.score(model), model
 
-    search = BudgetSearch(order, job.options.max_drop, measured.fp32_map50, bypass=bypass, requantize=requantize)
+    search = BudgetSearch(order, job.options.max_drop, lambda score: measured.drop(job.val.metric, score),
+                          bypass=bypass, requantize=requantize)
     base = measured.int8_all if not user else job.quantize(images, user)
-    search.add_all_int8(measured.int8_all_map50 if not user else job.map50(base), base)
+    search.add_all_int8(measured.int8_all_score if not user else job.score(base), base)
     outcome = _timed(job, "budget_search", search.run)
-    measured.budget, measured.final, measured.final_map50 = outcome, outcome.model, outcome.best.map50
+    measured.budget, measured.final, measured.final_score = outcome, outcome.model, outcome.best.score
     measured.kept = tuple(sorted(user_layers, key=[n.name for n in job.layers].index)) + outcome.best.kept
     if not outcome.reached:
-        job.warn(f"accuracy budget NOT reached: the best model found drops {outcome.best.drop:.2f} points of "
-                 f"mAP@0.5 (budget {job.options.max_drop:g}) with {len(measured.kept)} layers FP32; it was saved anyway")
+        metric = job.val.metric
+        job.warn(f"accuracy budget NOT reached: the best model found is {outcome.best.drop:.2f} {metric.unit} "
+                 f"of {metric.label} worse than FP32 (budget {job.options.max_drop:g}) with {len(measured.kept)} "
+                 "layers FP32; it was saved anyway")
 
 
 def _settle_fallback(job: _Job, measured: _Measured) -> PrecisionHint:
     """With bf16 searched, keep it only if its accuracy holds; fp32 otherwise."""
     if job.precision is not PrecisionHint.BF16:
         return job.precision
-    fp32_map = job.map50(measured.final, PrecisionHint.FP32)
+    fp32_fallback = job.score(measured.final, PrecisionHint.FP32)
     budget = job.options.max_drop
-    bf16_ok = budget is None or points(measured.fp32_map50 - measured.final_map50) <= budget
-    if not bf16_ok and (budget is None or points(measured.fp32_map50 - fp32_map) <= budget):
+    bf16_ok = budget is None or measured.drop(job.val.metric, measured.final_score) <= budget
+    if not bf16_ok and (budget is None or measured.drop(job.val.metric, fp32_fallback) <= budget):
         job.warn("bf16 fallback missed the budget where fp32 fallback meets it: saved for fp32")
-        measured.final_map50 = fp32_map
+        measured.final_score = fp32_fallback
         return PrecisionHint.FP32
     return PrecisionHint.BF16
 
@@ -405,12 +417,13 @@ def quantize(
     options: QuantizeOptions | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
-    """Quantize an exported FP32 detection model to INT8 (or mixed), measured.
+    """Quantize an exported FP32 detection or counting model to INT8 (or mixed), measured.
 
     Args:
         model_dir: an exported model directory (model.xml or model.onnx + model_card.json).
-        calib: calibration images: any detection dataset or a folder of images.
-        val: a labelled detection dataset (COCO, VOC or YOLO) scoring every model.
+        calib: calibration images: any detection or counting dataset or a folder of images.
+        val: a labelled dataset of the model's task scoring every model: COCO, VOC or YOLO
+            (detection, mAP@0.5); points JSON/CSV or ShanghaiTech (counting, MAE).
         backend: "openvino" (NNCF, IR out) or "onnxruntime" (QDQ ONNX out).
         out: the directory to write (replaced whole if it holds a previous result).
         options: see `QuantizeOptions`.
@@ -462,8 +475,9 @@ def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> Quantize
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return QuantizeResult(
-        job.out, tuple(sorted(job.out.iterdir())), card, measured.fp32_map50, measured.int8_all_map50,
-        measured.final_map50, points(measured.fp32_map50 - measured.final_map50), measured.kept,
+        job.out, tuple(sorted(job.out.iterdir())), card, job.val.metric, measured.fp32_score,
+        measured.int8_all_score, measured.final_score, measured.drop(job.val.metric, measured.final_score),
+        measured.kept,
         None if measured.budget is None else measured.budget.reached, measured.sensitivity,
         {s.label: s.images_per_s for s in speeds}, report, tuple(job.warnings))
 
@@ -471,15 +485,15 @@ def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> Quantize
 def _model_rows(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: list[Throughput]) -> list[dict]:
     by = {s.label: s for s in speeds}
     fp32_speed = by["FP32"].images_per_s if by else None
-    rows = [("FP32", measured.fp32_map50, 0, "fp32"),
-            ("INT8 (all layers)", measured.int8_all_map50, 0, precision.value),
-            ("saved", measured.final_map50, len(measured.kept), precision.value)]
+    rows = [("FP32", measured.fp32_score, 0, "fp32"),
+            ("INT8 (all layers)", measured.int8_all_score, 0, precision.value),
+            ("saved", measured.final_score, len(measured.kept), precision.value)]
     if "saved, fp32 fallback" in by:
-        rows.append(("saved, fp32 fallback", measured.final_map50, len(measured.kept), "fp32"))
+        rows.append(("saved, fp32 fallback", measured.final_score, len(measured.kept), "fp32"))
     out = []
-    for label, map50, kept, float_precision in rows:
+    for label, score, kept, float_precision in rows:
         speed = by[label].images_per_s if label in by else None
-        out.append({"label": label, "map50": map50, "drop_points": points(measured.fp32_map50 - map50),
+        out.append({"label": label, job.val.metric.key: score, "drop": measured.drop(job.val.metric, score),
                     "images_per_s": speed, "fp32_layers": kept, "precision": float_precision,
                     "speedup": None if speed is None or not fp32_speed else speed / fp32_speed})
     return out
@@ -509,8 +523,9 @@ def _report(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: li
         "model_dir": str(job.model_dir), "out": str(job.out), "backend": job.backend.value,
         "cpu": job.cpu.to_dict(), "options": job.options.to_dict(),
         "fallback": {"requested": job.options.fallback.value, "used": precision.value, "bf16_available": job.cpu.bf16},
+        "metric": job.val.metric.to_dict(),
         "validation": {"source": str(job.val.source), "images": len(job.val),
-                       "boxes": sum(len(g) for g in job.val.ground_truth)},
+                       "objects": job.val.objects},
         "calibration": _calibration_facts(job),
         "models": _model_rows(job, measured, precision, speeds),
         "throughput": [s.to_dict() for s in speeds],
@@ -523,15 +538,16 @@ def _report(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: li
 
 
 def _card(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: list[Throughput]) -> ModelCard:
-    metrics = {"quant_fp32_map50": measured.fp32_map50, "quant_int8_all_map50": measured.int8_all_map50,
-               "quant_map50": measured.final_map50, "quant_drop_points": points(measured.fp32_map50 - measured.final_map50),
+    key = job.val.metric.key
+    metrics = {f"quant_fp32_{key}": measured.fp32_score, f"quant_int8_all_{key}": measured.int8_all_score,
+               f"quant_{key}": measured.final_score, "quant_drop": measured.drop(job.val.metric, measured.final_score),
                "quant_calibration_images": float(min(job.options.calib_size, len(job.chosen)))}
     for speed in speeds:
         key = {"FP32": "fp32", "INT8 (all layers)": "int8_all", "saved": "saved"}.get(speed.label)
         if key is not None and math.isfinite(speed.images_per_s):
             metrics[f"quant_{key}_images_per_s"] = speed.images_per_s
     facts = {"backend": job.backend.value, "fallback_precision": precision.value,
-             "budget_points": job.options.max_drop,
+             "metric": job.val.metric.to_dict(), "budget": job.options.max_drop,
              "budget_reached": None if measured.budget is None else measured.budget.reached,
              "fp32_other_nodes": _other_kept(job),
              "calibration": {k: v for k, v in _calibration_facts(job).items() if k != "chosen"}}

@@ -1,7 +1,7 @@
 """The accuracy budget: keep the fewest most-sensitive layers in FP32 that meet a maximum drop.
 
 With layers ranked by sensitivity, candidate k keeps the top k in FP32. The drop is measured
-(validation mAP@0.5, not a proxy) for k = 0, 1, 2, 4, ... until one meets the budget, then
+(the validation metric, not a proxy) for k = 0, 1, 2, 4, ... until one meets the budget, then
 bisected between the last failure and the first success: O(log n) measurements for n
 layers, each on a model built from the one quantized model by restoring those layers
 ("bypass", seconds). The chosen set is then quantized afresh with those layers ignored, so
@@ -12,9 +12,9 @@ number of times. Every model measured is a candidate; the best one is kept:
 - among candidates within the budget, the fewest FP32 layers (fastest), then the smallest drop;
 - when none is within the budget, the smallest drop (and the outcome says the budget was missed).
 
-Accuracy drops are in points of mAP@0.5 (see `options`). mAP is not monotonic in k on a
-small validation set; the bisection assumes it roughly is, and the final measurement is
-what the report states.
+Accuracy drops are in the metric's budget unit (`validation.Metric.drop`: points of mAP@0.5,
+or MAE's rise in objects per image). The metric is not monotonic in k on a small validation
+set; the bisection assumes it roughly is, and the final measurement is what the report states.
 """
 
 from __future__ import annotations
@@ -32,23 +32,23 @@ class Candidate:
 
     Attributes:
         kept: layers kept in FP32 by the search (the user's --keep-fp32 come on top).
-        map50: its validation mAP@0.5 (0-1).
-        drop: FP32 mAP@0.5 minus its, in points.
+        score: its validation metric (mAP@0.5 in 0-1, or MAE).
+        drop: how much worse than FP32, in the budget's unit.
         how: "bypass" (the one quantized model with `kept` restored to FP32) or
             "requantized" (quantized afresh with `kept` ignored).
     """
 
     kept: tuple[str, ...]
-    map50: float
+    score: float
     drop: float
     how: str
 
     def to_dict(self) -> dict:
-        return {"kept": len(self.kept), "layers": list(self.kept), "map50": self.map50, "drop_points": self.drop,
+        return {"kept": len(self.kept), "layers": list(self.kept), "score": self.score, "drop": self.drop,
                 "how": self.how}
 
 
-Measure = Callable[[tuple[str, ...]], tuple[float, Any]]  # kept layers -> (map50, model)
+Measure = Callable[[tuple[str, ...]], tuple[float, Any]]  # kept layers -> (score, model)
 
 
 def search_kept_count(drop_of: Callable[[int], float], total: int, budget: float) -> int | None:
@@ -82,7 +82,7 @@ class BudgetOutcome:
     """What the search found.
 
     Attributes:
-        budget: the allowed drop, points.
+        budget: the allowed drop, in the metric's budget unit.
         candidates: every measured model, in measurement order.
         best: the chosen candidate; `model` is its model.
         reached: whether `best` is within the budget.
@@ -95,7 +95,7 @@ class BudgetOutcome:
     reached: bool
 
     def to_dict(self) -> dict:
-        return {"budget_points": self.budget, "reached": self.reached, "best": self.best.to_dict(),
+        return {"budget": self.budget, "reached": self.reached, "best": self.best.to_dict(),
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
@@ -104,17 +104,17 @@ class BudgetSearch:
 
     Args:
         order: layers, most sensitive first.
-        budget: maximum drop, points.
-        fp32_map50: the reference mAP@0.5 (0-1).
-        bypass: kept -> (map50, model) from the one quantized model.
-        requantize: kept -> (map50, model) from a fresh quantization.
+        budget: maximum drop, in the unit of `drop`.
+        drop: a score -> how much worse it is than FP32's (`Metric.drop` against FP32).
+        bypass: kept -> (score, model) from the one quantized model.
+        requantize: kept -> (score, model) from a fresh quantization.
     """
 
-    def __init__(self, order: Sequence[str], budget: float, fp32_map50: float, *, bypass: Measure,
+    def __init__(self, order: Sequence[str], budget: float, drop: Callable[[float], float], *, bypass: Measure,
                  requantize: Measure) -> None:
         self.order = list(order)
         self.budget = budget
-        self.fp32 = fp32_map50
+        self._drop = drop
         self._bypass = bypass
         self._requantize = requantize
         self.candidates: list[Candidate] = []
@@ -126,15 +126,15 @@ class BudgetSearch:
             # Nothing kept: the one quantized model is both the bypass and the fresh quantization.
             if candidate.kept == kept and (candidate.how == how or not kept):
                 return candidate
-        map50, model = (self._bypass if how == "bypass" else self._requantize)(kept)
-        candidate = Candidate(kept, map50, 100.0 * (self.fp32 - map50), how)
+        score, model = (self._bypass if how == "bypass" else self._requantize)(kept)
+        candidate = Candidate(kept, score, self._drop(score), how)
         self.candidates.append(candidate)
         self._models.append(model)
         return candidate
 
-    def add_all_int8(self, map50: float, model: Any) -> None:
+    def add_all_int8(self, score: float, model: Any) -> None:
         """Record the one quantized model (nothing kept), measured before the search."""
-        self.candidates.append(Candidate((), map50, 100.0 * (self.fp32 - map50), "requantized"))
+        self.candidates.append(Candidate((), score, self._drop(score), "requantized"))
         self._models.append(model)
 
     def run(self) -> BudgetOutcome:

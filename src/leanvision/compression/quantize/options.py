@@ -1,8 +1,9 @@
 """`QuantizeOptions`: every knob of `quantize`, one frozen dataclass (YAML/JSON is its saved form).
 
-Accuracy figures are in **points** of the task metric (mAP@0.5 for detection, 0-100): a
-`max_drop` of 0.5 allows mAP@0.5 to fall from 0.9012 to 0.8962. Metrics themselves are kept
-in 0-1 units, as `evaluation` returns them; `points(delta)` converts.
+The accuracy budget `max_drop` is in the unit of the task's metric (`validation.Metric`):
+**points** of mAP@0.5 for detection (0.5 allows mAP@0.5 to fall from 0.9012 to 0.8962;
+metrics themselves stay in 0-1 units, as `evaluation` returns them), and **objects per
+image** of MAE for counting (0.5 allows MAE to rise from 3.2 to 3.7).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class QuantizeOptions(Config):
             metric per size (S0: 300 images beat 1200); empty for no sweep.
         keep_fp32: regexes on layer names (`re.fullmatch`) or group names of the card's
             `layer_groups` ("backbone", "fpn", "head"): layers left out of INT8.
-        max_drop: accuracy budget in points of mAP@0.5: keep the most sensitive layers out
+        max_drop: accuracy budget (points of mAP@0.5, or MAE objects per image, see the
+            module docstring): keep the most sensitive layers out
             of INT8 until the measured drop is at most this; None quantizes every layer not
             named by `keep_fp32`.
         fallback: precision of the layers kept out of INT8 (bf16 only where the CPU has it).
@@ -103,7 +105,7 @@ class QuantizeOptions(Config):
         if any(size < 1 for size in self.calib_sweep):
             raise ValueError(f"calib_sweep sizes must be at least 1, got {list(self.calib_sweep)}")
         if self.max_drop is not None and self.max_drop < 0:
-            raise ValueError(f"max_drop is in points of mAP@0.5 and cannot be negative, got {self.max_drop}")
+            raise ValueError(f"max_drop is an allowed loss of accuracy and cannot be negative, got {self.max_drop}")
         if self.sensitivity_images < 1 or self.bench_rounds < 1 or self.chart_layers < 1:
             raise ValueError("sensitivity_images, bench_rounds and chart_layers must be at least 1")
         if self.max_drop is not None and not self.sensitivity:
@@ -126,7 +128,3 @@ class QuantizeOptions(Config):
     def ort_calibration(self) -> OrtMethod:
         return self.ort_method or OrtMethod.MINMAX
 
-
-def points(delta: float) -> float:
-    """A metric difference in 0-1 units as points (0-100)."""
-    return 100.0 * delta

@@ -59,14 +59,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _model_rows(models: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    return [[m["label"], _fmt(m.get("map50")), _fmt(m.get("drop_points")), _fmt(m.get("images_per_s")),
+def _metric(report: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(key, label, drop unit) of the report's metric."""
+    metric = report["metric"]
+    return metric["key"], metric["label"], metric["unit"]
+
+
+def _model_rows(models: Sequence[Mapping[str, Any]], key: str) -> list[list[str]]:
+    return [[m["label"], _fmt(m.get(key)), _fmt(m.get("drop")), _fmt(m.get("images_per_s")),
              "-" if m.get("speedup") is None else f"{m['speedup']:.2f}x", m.get("precision", "-"),
              str(m.get("fp32_layers", "-"))] for m in models]
 
 
 def blocks(report: Mapping[str, Any], *, chart: bool) -> list[Block]:
     """The report's content, in order, for either renderer."""
+    key, label, unit = _metric(report)
+    better = "higher" if report["metric"]["higher_is_better"] else "lower"
     out: list[Block] = [("h1", f"INT8 quantization report: {report['model_dir']}")]
     out += [("warn", w) for w in report["warnings"]]
     cpu = report["cpu"]
@@ -74,10 +82,10 @@ def blocks(report: Mapping[str, Any], *, chart: bool) -> list[Block]:
                   f"INT8 path {cpu['int8_path']}, bf16 {'available' if cpu['bf16'] else 'not available'}, "
                   f"OpenVINO capabilities {', '.join(cpu['openvino_capabilities'] or ['unknown'])}."),
             ("h2", "Accuracy and throughput"),
-            ("p", "mAP@0.5 on the validation set, drop in points (0-100) against FP32; throughput measured "
-                  "in one run, side by side, same engine options and same image."),
-            ("table", ["model", "mAP@0.5", "drop (points)", "images/s", "vs FP32", "float precision", "FP32 layers"],
-             _model_rows(report["models"]))]
+            ("p", f"{label} on the validation set ({better} is better), drop in {unit} against FP32 (positive: "
+                  "worse); throughput measured in one run, side by side, same engine options and same image."),
+            ("table", ["model", label, f"drop ({unit})", "images/s", "vs FP32", "float precision", "FP32 layers"],
+             _model_rows(report["models"], key))]
     out += _budget_blocks(report)
     out += [("h2", f"Layers kept out of INT8 ({len(report['fp32_layers'])})"),
             ("list", report["fp32_layers"] or ["none: every layer is INT8"])]
@@ -94,11 +102,12 @@ def _budget_blocks(report: Mapping[str, Any]) -> list[Block]:
     if not budget:
         return []
     state = "reached" if budget["reached"] else "NOT reached"
-    rows = [[str(c["kept"]), c["how"], _fmt(c["map50"]), _fmt(c["drop_points"])] for c in budget["candidates"]]
-    return [("h2", f"Accuracy budget: {budget['budget_points']:g} points, {state}"),
-            ("table", ["FP32 layers tried", "how", "mAP@0.5", "drop (points)"], rows),
+    _, label, unit = _metric(report)
+    rows = [[str(c["kept"]), c["how"], _fmt(c["score"]), _fmt(c["drop"])] for c in budget["candidates"]]
+    return [("h2", f"Accuracy budget: {budget['budget']:g} {unit} of {label}, {state}"),
+            ("table", ["FP32 layers tried", "how", label, f"drop ({unit})"], rows),
             ("p", f"Chosen: {budget['best']['kept']} layers ({budget['best']['how']}), drop "
-                  f"{budget['best']['drop_points']:.2f} points.")]
+                  f"{budget['best']['drop']:.2f} {unit}.")]
 
 
 def _sensitivity_blocks(report: Mapping[str, Any], chart: bool) -> list[Block]:
@@ -123,8 +132,10 @@ def _calibration_blocks(report: Mapping[str, Any]) -> list[Block]:
               f"{len(cal['skipped'])} unreadable files skipped, {cal['grayscale']} grayscale images converted."),
     ]
     if report.get("sweep"):
-        rows = [[str(s["images"]), _fmt(s["map50"]), _fmt(s["drop_points"])] for s in report["sweep"]]
-        out += [("h3", "Calibration-size sweep (all layers INT8)"), ("table", ["images", "mAP@0.5", "drop (points)"], rows)]
+        key, label, unit = _metric(report)
+        rows = [[str(s["images"]), _fmt(s[key]), _fmt(s["drop"])] for s in report["sweep"]]
+        out += [("h3", "Calibration-size sweep (all layers INT8)"),
+                ("table", ["images", label, f"drop ({unit})"], rows)]
     return out
 
 

@@ -1,26 +1,34 @@
-"""The labelled validation set every candidate model is scored on (mAP@0.5, pycocotools).
+"""The labelled validation set every candidate model is scored on, and the metric it uses.
+
+Detection models are scored by mAP@0.5 (pycocotools), counting models by MAE (objects per
+image). `Metric.drop` expresses how much worse a candidate is than FP32 in the unit of the
+accuracy budget: points (0-100) of mAP@0.5, or the rise of MAE in objects per image.
 
 Images are preprocessed once by the deployment predictor and kept in memory when they fit
 (`CACHE_BYTES`), so scoring a dozen candidates costs inference only; a larger set is
 re-read for each evaluation. Raw outputs go through the same predictor's `postprocess`
-(decode, NMS, mapping back to image pixels), so a candidate is scored exactly as it would
-be deployed.
+(decode and NMS, or the density map's sum, mapped back to image pixels), so a candidate is
+scored exactly as it would be deployed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from leanvision.compression.quantize.calibration import is_grayscale
-from leanvision.core.detections import Detections
-from leanvision.core.errors import DataError
+from leanvision.core.card import ModelCard
+from leanvision.core.enums import Task
+from leanvision.core.errors import ConfigError, DataError
 from leanvision.core.protocols import Prepared
-from leanvision.data.formats import read_detection
-from leanvision.evaluation.detection import DetectionMetrics, evaluate_detections
+from leanvision.data.formats import drop_outside_points, read_counting, read_detection
+from leanvision.evaluation.counting import counting_metrics
+from leanvision.evaluation.detection import evaluate_detections
 
 logger = logging.getLogger(__name__)
 
@@ -28,50 +36,60 @@ CACHE_BYTES = 1 << 30  # preprocessed images kept in memory up to 1 GiB (S0: 200
 BATCH = 4
 
 Run = Callable[[np.ndarray], Mapping[str, np.ndarray]]  # (N, 3, H, W) -> raw outputs
+Postprocess = Callable[[Mapping[str, np.ndarray], Prepared], list[Any]]
 
 
-def _read_labelled(path: Path, class_names: Sequence[str]):
-    try:
-        dataset = read_detection(path)
-    except DataError as exc:
-        raise DataError(f"the validation set needs labels (a COCO, VOC or YOLO detection set): {exc.message}",
-                        path=path) from None
-    if tuple(dataset.classes) != tuple(class_names):
-        raise DataError(f"validation classes {list(dataset.classes)} differ from the model's {list(class_names)}",
-                        path=path)
-    if not dataset.images:
-        raise DataError("the validation set has no images", path=path)
-    if dataset.num_objects == 0:
-        raise DataError("the validation set has no labelled box: mAP@0.5 needs ground truth", path=path)
-    for issue in dataset.issues:
-        logger.warning("validation labels: %s (left out)", issue)
-    return dataset
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """The figure candidates are compared by.
+
+    Attributes:
+        key: its name in reports and cards ("map50", "mae").
+        label: its name for people ("mAP@0.5", "MAE").
+        higher_is_better: mAP yes, MAE no.
+        unit: the unit of a drop (and of `--max-drop`).
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    unit: str
+
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse `value` is than `reference`, in `unit` (negative: better)."""
+        return 100.0 * (reference - value) if self.higher_is_better else value - reference
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+MAP50 = Metric("map50", "mAP@0.5", True, "points")
+MAE = Metric("mae", "MAE", False, "objects per image")
 
 
 class ValidationSet:
-    """A labelled detection set ready to score models.
+    """A labelled set ready to score models.
 
     Args:
         source: the dataset directory.
         files: image files (readable ones only).
-        ground_truth: per image, boxes in image pixels.
-        image_sizes: per image, (width, height).
-        class_names: label index -> name.
+        metric: what `score` returns.
+        objects: labelled objects in the set (boxes or points), for the report.
         prepare: list of files -> `Prepared` (the predictor's reader and preprocess).
-        postprocess: (raw outputs, Prepared) -> list of Detections in image pixels.
+        postprocess: (raw outputs, Prepared) -> predictions in image pixels.
+        score: all predictions, in file order -> the metric's value.
     """
 
-    def __init__(self, source: Path, files: Sequence[Path], ground_truth: Sequence[Detections],
-                 image_sizes: Sequence[tuple[int, int]], class_names: Sequence[str], *,
-                 prepare: Callable[[list[Path]], Prepared],
-                 postprocess: Callable[[Mapping[str, np.ndarray], Prepared], list[Detections]]) -> None:
+    def __init__(self, source: Path, files: Sequence[Path], metric: Metric, objects: int, *,
+                 prepare: Callable[[list[Path]], Prepared], postprocess: Postprocess,
+                 score: Callable[[list[Any]], float]) -> None:
         self.source = source
         self.files = list(files)
-        self.ground_truth = list(ground_truth)
-        self.image_sizes = list(image_sizes)
-        self.class_names = tuple(class_names)
+        self.metric = metric
+        self.objects = objects
         self._prepare = prepare
         self._postprocess = postprocess
+        self._score = score
         self._cache: dict[int, Prepared] = {}
         self._cache_ok = True
 
@@ -95,35 +113,64 @@ class ValidationSet:
         """The first image as a (1, 3, H, W) model input (the throughput benchmark's input)."""
         return self._batch(0).batch[:1]
 
-    def predict(self, run: Run) -> list[Detections]:
-        """Detections of every image by a model (`run`: batch -> raw outputs)."""
-        detections: list[Detections] = []
+    def predict(self, run: Run) -> list[Any]:
+        """Predictions for every image by a model (`run`: batch -> raw outputs)."""
+        predictions: list[Any] = []
         for start in range(0, len(self.files), BATCH):
             prepared = self._batch(start)
-            detections.extend(self._postprocess(run(prepared.batch), prepared))
-        return detections
+            predictions.extend(self._postprocess(run(prepared.batch), prepared))
+        return predictions
 
-    def evaluate(self, run: Run) -> DetectionMetrics:
-        """COCO metrics of a model on this set (map50 is the figure budgets are in)."""
-        return evaluate_detections(self.ground_truth, self.predict(run), image_sizes=self.image_sizes,
-                                   class_names=self.class_names)
+    def score(self, run: Run) -> float:
+        """The metric of a model on this set (what budgets are measured in)."""
+        return self._score(self.predict(run))
 
 
-def load_validation_set(path: Path, class_names: Sequence[str], *, reader: Callable[[Path], np.ndarray],
-                        preprocess: Callable[[list[np.ndarray]], Prepared],
-                        postprocess: Callable[[Mapping[str, np.ndarray], Prepared], list[Detections]]) -> ValidationSet:
-    """Read a labelled detection set and check every image decodes (unreadable ones are
-    warned about and left out).
+@dataclasses.dataclass(frozen=True)
+class _Labelled:
+    files: list[Path]
+    truth: list[Any]
+    sizes: list[tuple[int, int]]
 
-    Raises:
-        DataError: no labels, no image, no box, classes differing from the model's, no
-            readable image, or only grayscale images.
-    """
-    dataset = _read_labelled(path, class_names)
-    files, truth, sizes = [], [], []
+
+def _read_detection_set(path: Path, class_names: Sequence[str]) -> tuple[list[Path], list[Any]]:
+    try:
+        dataset = read_detection(path)
+    except DataError as exc:
+        raise DataError(f"the validation set needs labels (a COCO, VOC or YOLO detection set): {exc.message}",
+                        path=path) from None
+    if tuple(dataset.classes) != tuple(class_names):
+        raise DataError(f"validation classes {list(dataset.classes)} differ from the model's {list(class_names)}",
+                        path=path)
+    if not dataset.images:
+        raise DataError("the validation set has no images", path=path)
+    if dataset.num_objects == 0:
+        raise DataError("the validation set has no labelled box: mAP@0.5 needs ground truth", path=path)
+    for issue in dataset.issues:
+        logger.warning("validation labels: %s (left out)", issue)
+    return [dataset.image_path(r) for r in dataset.images], [r.targets for r in dataset.images]
+
+
+def _read_counting_set(path: Path) -> tuple[list[Path], list[Any]]:
+    try:
+        dataset = read_counting(path)
+    except DataError as exc:
+        raise DataError(f"the validation set needs point labels (points.json, points.csv or ShanghaiTech): "
+                        f"{exc.message}", path=path) from None
+    if not dataset.images:
+        raise DataError("the validation set has no images", path=path)
+    dataset, outside = drop_outside_points(dataset)
+    for issue in [*dataset.issues, *outside]:
+        logger.warning("validation labels: %s", issue)
+    return [dataset.image_root / r.file_name for r in dataset.images], [float(len(r.points)) for r in dataset.images]
+
+
+def _readable(path: Path, files: Sequence[Path], truth: Sequence[Any],
+              reader: Callable[[Path], np.ndarray]) -> _Labelled:
+    """The images that decode (others warned about and left out), checked for colour."""
+    kept = _Labelled([], [], [])
     gray = 0
-    for record in dataset.images:
-        file = dataset.image_path(record)
+    for file, target in zip(files, truth, strict=True):
         try:
             image = reader(file)
         except DataError as exc:
@@ -132,16 +179,51 @@ def load_validation_set(path: Path, class_names: Sequence[str], *, reader: Calla
         if is_grayscale(file):
             gray += 1
             logger.warning("%s: grayscale image, converted to 3 equal channels as the predictor does", file)
-        files.append(file)
-        truth.append(record.targets)
-        sizes.append((int(image.shape[1]), int(image.shape[0])))
-    if not files:
+        kept.files.append(file)
+        kept.truth.append(target)
+        kept.sizes.append((int(image.shape[1]), int(image.shape[0])))
+    if not kept.files:
         raise DataError("no readable image in the validation set", path=path)
-    if gray == len(files):
+    if gray == len(kept.files):
         raise DataError(f"all {gray} validation images are grayscale but the model takes colour (RGB) input",
                         path=path)
+    return kept
+
+
+def load_validation_set(path: Path, card: ModelCard, *, reader: Callable[[Path], np.ndarray],
+                        preprocess: Callable[[list[np.ndarray]], Prepared],
+                        postprocess: Postprocess) -> ValidationSet:
+    """Read a labelled set of the card's task and check every image decodes.
+
+    Raises:
+        DataError: no labels, no image, no box, classes differing from the model's, no
+            readable image, or only grayscale images.
+        ConfigError: a task quantization cannot score (only detection and counting).
+    """
+    if card.task is Task.DETECT:
+        files, truth = _read_detection_set(path, card.class_names)
+    elif card.task is Task.COUNT:
+        files, truth = _read_counting_set(path)
+    else:
+        raise ConfigError(f"quantization scores detection (mAP@0.5) and counting (MAE) models; "
+                          f"this model's task is {card.task.value}")
+    data = _readable(path, files, truth, reader)
 
     def prepare(batch_files: list[Path]) -> Prepared:
         return preprocess([reader(f) for f in batch_files])
 
-    return ValidationSet(path, files, truth, sizes, class_names, prepare=prepare, postprocess=postprocess)
+    if card.task is Task.DETECT:
+        class_names = tuple(card.class_names)
+
+        def score(predictions: list[Any]) -> float:
+            return evaluate_detections(data.truth, predictions, image_sizes=data.sizes,
+                                       class_names=class_names).map50
+
+        return ValidationSet(path, data.files, MAP50, sum(len(t) for t in data.truth), prepare=prepare,
+                             postprocess=postprocess, score=score)
+
+    def mae(predictions: list[Any]) -> float:
+        return counting_metrics([p.count for p in predictions], data.truth).mae
+
+    return ValidationSet(path, data.files, MAE, round(sum(data.truth)), prepare=prepare,
+                         postprocess=postprocess, score=mae)

@@ -13,7 +13,10 @@ two layouts fit or none does: it raises with what it looked for.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from leanvision.core import DataError, Task
 from leanvision.data.formats.classification import ClassificationSet, read_imagefolder
@@ -128,6 +131,39 @@ def read_detection(path: Path) -> DetectionSet:
     return _READERS[fmt](path)
 
 
+def read_counting(path: Path) -> CountingSet:
+    """Read a counting set (points.json / points.csv / ShanghaiTech); DataError for another task's."""
+    fmt = detect_format(path)
+    if TASK_OF_FORMAT[fmt] is not Task.COUNT:
+        raise DataError(f"expected a counting dataset (points.json, points.csv or ShanghaiTech), found a "
+                        f"{fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
+    dataset = read_dataset(path, fmt)
+    assert isinstance(dataset, CountingSet)
+    return dataset
+
+
+def _outside(record: PointRecord) -> np.ndarray:
+    points = np.asarray(record.points, np.float32).reshape(-1, 2)
+    if not (record.width and record.height):
+        return np.zeros(len(points), bool)
+    return ((points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > record.width)
+            | (points[:, 1] > record.height))
+
+
+def drop_outside_points(dataset: CountingSet) -> tuple[CountingSet, list[Issue]]:
+    """The set with every point outside its image (known size) removed, and one Issue per image."""
+    records, issues = [], []
+    for record in dataset.images:
+        outside = _outside(record)
+        if outside.any():
+            path = dataset.image_root / record.file_name
+            issues.append(Issue(str(path), f"{int(outside.sum())} points outside the {record.width}x{record.height} "
+                                           "image (left out)"))
+            record = replace(record, points=record.points[~outside])
+        records.append(record)
+    return replace(dataset, images=records), issues
+
+
 _IMAGE_DIRS = {Format.COCO: "images", Format.VOC: "JPEGImages", Format.YOLO: "images"}
 _WRITERS = {Format.COCO: write_coco, Format.VOC: write_voc, Format.YOLO: write_yolo}
 
@@ -166,7 +202,9 @@ __all__ = [
     "SegmentationSet",
     "convert_detection",
     "detect_format",
+    "drop_outside_points",
     "find_datasets",
+    "read_counting",
     "read_dataset",
     "read_detection",
     "write_detection",

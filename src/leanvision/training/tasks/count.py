@@ -14,10 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from leanvision.core import ConfigError, DataError, DensitySpec, ModelCard, Task
-from leanvision.data.formats import TASK_OF_FORMAT, CountingSet, Issue, detect_format, read_dataset
+from leanvision.data.formats import CountingSet, Issue, drop_outside_points, read_counting
 from leanvision.data.images import verify_image
 
 if TYPE_CHECKING:
@@ -31,39 +29,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COUNT_CLASSES = ("object",)  # a counting model counts one kind of object (S3: heads)
-
-
-def read_counting(path: Path) -> CountingSet:
-    """Read a counting set (points.json / points.csv / ShanghaiTech); DataError for another task's."""
-    fmt = detect_format(Path(path))
-    if TASK_OF_FORMAT[fmt] is not Task.COUNT:
-        raise DataError(f"expected a counting dataset (points.json, points.csv or ShanghaiTech), found a "
-                        f"{fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
-    dataset = read_dataset(Path(path), fmt)
-    assert isinstance(dataset, CountingSet)
-    return dataset
-
-
-def _outside(record: Any) -> np.ndarray:
-    points = np.asarray(record.points, np.float32).reshape(-1, 2)
-    if not (record.width and record.height):
-        return np.zeros(len(points), bool)
-    return ((points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > record.width)
-            | (points[:, 1] > record.height))
-
-
-def drop_outside_points(dataset: CountingSet) -> tuple[CountingSet, list[Issue]]:
-    """The set with every point outside its image (known size) removed, and one Issue per image."""
-    records, issues = [], []
-    for record in dataset.images:
-        outside = _outside(record)
-        if outside.any():
-            path = dataset.image_root / record.file_name
-            issues.append(Issue(str(path), f"{int(outside.sum())} points outside the {record.width}x{record.height} "
-                                           "image (left out)"))
-            record = replace(record, points=record.points[~outside])
-        records.append(record)
-    return replace(dataset, images=records), issues
 
 
 def screen_counting(dataset: CountingSet, *, workers: int = 2) -> tuple[CountingSet, list[Issue]]:
