@@ -21,9 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
+# --no-compile: byte-compiling all of torch, ray and nvidia's packages at install time took
+# longer than installing them (1m43s vs ~3m20s here); Python compiles what it imports.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# --no-compile: byte-compiling all of torch, ray and nvidia's packages at install time took
-	# longer than installing them (1m43s vs ~3m20s here); Python compiles what it imports.
 	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
