@@ -20,7 +20,11 @@ IMAGES = 8
 # A slow fake model (0.6 s per tile) over 8 images of 4 tiles: ~20 s if left alone, so the
 # interrupt lands mid-run even on a loaded machine (at 0.25 s a busy CI run once finished first).
 CHILD = """
+import signal
 import sys
+# Ctrl-C in a shell reaches a process whose SIGINT handler is Python's default; a process
+# started by one that ignores SIGINT inherits the ignore, and then no Ctrl-C ever arrives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from leanvision.largeimage.pipeline import PipelineInterrupted, PipelineOptions, TilingOptions, run_pipeline
 from tests.largeimage.fakes import BlobFactory
 
@@ -59,9 +63,10 @@ def test_sigint_keeps_finished_images_and_cleans_up(tmp_path):
     assert child.poll() is None, f"the run ended before it could be interrupted: {child.stderr.read()}"
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 130, stderr
+    summary_file = out / "summary.json"
+    assert child.returncode == 130, (stderr, summary_file.read_text() if summary_file.exists() else "no summary")
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads(summary_file.read_text())
     done = sorted(p.stem for p in out.glob("img*.json"))
     assert 1 <= summary["images"] == len(done) < IMAGES
     assert summary["images"] + len(summary["failed"]) == IMAGES
