@@ -250,6 +250,7 @@ def _choose(job: _Job) -> list[int]:
 class _Measured:
     """Models and figures gathered along the way."""
 
+    metric: Metric
     fp32_score: float = 0.0
     int8_all: Any = None
     int8_all_score: float = 0.0
@@ -260,9 +261,9 @@ class _Measured:
     kept: tuple[str, ...] = ()
     budget: BudgetOutcome | None = None
 
-    def drop(self, metric: Metric, score: float) -> float:
+    def drop(self, score: float) -> float:
         """How much worse `score` is than FP32's, in the budget's unit."""
-        return metric.drop(self.fp32_score, score)
+        return self.metric.drop(self.fp32_score, score)
 
 
 def _timed(job: _Job, key: str, fn: Callable[[], Any]) -> Any:
@@ -304,7 +305,7 @@ def _met_without_ranking(job: _Job, measured: _Measured) -> bool:
     (the ranking costs one inference per layer), so it is skipped and the report says so."""
     budget = job.options.max_drop
     met = (budget is not None and not job.user_kept
-           and measured.drop(job.val.metric, measured.int8_all_score) <= budget)
+           and measured.drop(measured.int8_all_score) <= budget)
     if met:
         logger.info("INT8 in every layer meets the %g %s budget: no layer ranking needed", budget, job.val.metric.unit)
     return met
@@ -321,7 +322,7 @@ def _sweep(job: _Job, measured: _Measured) -> list[dict[str, Any]]:
         same = size == min(job.options.calib_size, len(job.chosen))
         score = measured.int8_all_score if same else job.score(job.quantize(size))
         rows.append({"images": size, "subset_size": nncf_subset_size(size), job.val.metric.key: score,
-                     "drop": measured.drop(job.val.metric, score), "seconds": time.perf_counter() - start})
+                     "drop": measured.drop(score), "seconds": time.perf_counter() - start})
     return rows
 
 
@@ -354,8 +355,7 @@ def _search(job: _Job, measured: _Measured) -> None:
         model = job.quantize(images, user + job.nodes_of(kept))
         return job.score(model), model
 
-    search = BudgetSearch(order, job.options.max_drop, lambda score: measured.drop(job.val.metric, score),
-                          bypass=bypass, requantize=requantize)
+    search = BudgetSearch(order, job.options.max_drop, measured.drop, bypass=bypass, requantize=requantize)
     base = measured.int8_all if not user else job.quantize(images, user)
     search.add_all_int8(measured.int8_all_score if not user else job.score(base), base)
     outcome = _timed(job, "budget_search", search.run)
@@ -374,8 +374,8 @@ def _settle_fallback(job: _Job, measured: _Measured) -> PrecisionHint:
         return job.precision
     fp32_fallback = job.score(measured.final, PrecisionHint.FP32)
     budget = job.options.max_drop
-    bf16_ok = budget is None or measured.drop(job.val.metric, measured.final_score) <= budget
-    if not bf16_ok and (budget is None or measured.drop(job.val.metric, fp32_fallback) <= budget):
+    bf16_ok = budget is None or measured.drop(measured.final_score) <= budget
+    if not bf16_ok and (budget is None or measured.drop(fp32_fallback) <= budget):
         job.warn("bf16 fallback missed the budget where fp32 fallback meets it: saved for fp32")
         measured.final_score = fp32_fallback
         return PrecisionHint.FP32
@@ -441,7 +441,7 @@ def quantize(
     start = time.perf_counter()
     job = _prepare(Path(model_dir), Path(calib), Path(val), chosen_backend, Path(out), options,
                    progress or (lambda *_: None))
-    measured = _Measured()
+    measured = _Measured(job.val.metric)
     _baselines(job, measured)
     if options.sensitivity and not _met_without_ranking(job, measured):
         measured.sensitivity = _sensitivity(job, measured)
@@ -476,7 +476,7 @@ def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> Quantize
         shutil.rmtree(scratch, ignore_errors=True)
     return QuantizeResult(
         job.out, tuple(sorted(job.out.iterdir())), card, job.val.metric, measured.fp32_score,
-        measured.int8_all_score, measured.final_score, measured.drop(job.val.metric, measured.final_score),
+        measured.int8_all_score, measured.final_score, measured.drop(measured.final_score),
         measured.kept,
         None if measured.budget is None else measured.budget.reached, measured.sensitivity,
         {s.label: s.images_per_s for s in speeds}, report, tuple(job.warnings))
@@ -493,7 +493,7 @@ def _model_rows(job: _Job, measured: _Measured, precision: PrecisionHint, speeds
     out = []
     for label, score, kept, float_precision in rows:
         speed = by[label].images_per_s if label in by else None
-        out.append({"label": label, job.val.metric.key: score, "drop": measured.drop(job.val.metric, score),
+        out.append({"label": label, job.val.metric.key: score, "drop": measured.drop(score),
                     "images_per_s": speed, "fp32_layers": kept, "precision": float_precision,
                     "speedup": None if speed is None or not fp32_speed else speed / fp32_speed})
     return out
@@ -540,7 +540,7 @@ def _report(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: li
 def _card(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: list[Throughput]) -> ModelCard:
     key = job.val.metric.key
     metrics = {f"quant_fp32_{key}": measured.fp32_score, f"quant_int8_all_{key}": measured.int8_all_score,
-               f"quant_{key}": measured.final_score, "quant_drop": measured.drop(job.val.metric, measured.final_score),
+               f"quant_{key}": measured.final_score, "quant_drop": measured.drop(measured.final_score),
                "quant_calibration_images": float(min(job.options.calib_size, len(job.chosen)))}
     for speed in speeds:
         key = {"FP32": "fp32", "INT8 (all layers)": "int8_all", "saved": "saved"}.get(speed.label)

@@ -27,8 +27,8 @@ from leanvision.core.enums import Task
 from leanvision.core.errors import ConfigError, DataError
 from leanvision.core.protocols import Prepared
 from leanvision.data.formats import drop_outside_points, read_counting, read_detection
-from leanvision.evaluation.counting import counting_metrics
-from leanvision.evaluation.detection import evaluate_detections
+from leanvision.evaluation.counting import CountingScorer
+from leanvision.evaluation.detection import DetectionScorer
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +77,20 @@ class ValidationSet:
         objects: labelled objects in the set (boxes or points), for the report.
         prepare: list of files -> `Prepared` (the predictor's reader and preprocess).
         postprocess: (raw outputs, Prepared) -> predictions in image pixels.
-        score: all predictions, in file order -> the metric's value.
+        scorer: all predictions, in file order -> metrics by name (the evaluation
+            package's `DetectionScorer` or `CountingScorer`), `metric.key` among them.
     """
 
     def __init__(self, source: Path, files: Sequence[Path], metric: Metric, objects: int, *,
                  prepare: Callable[[list[Path]], Prepared], postprocess: Postprocess,
-                 score: Callable[[list[Any]], float]) -> None:
+                 scorer: Callable[[list[Any]], Mapping[str, float]]) -> None:
         self.source = source
         self.files = list(files)
         self.metric = metric
         self.objects = objects
         self._prepare = prepare
         self._postprocess = postprocess
-        self._score = score
+        self._scorer = scorer
         self._cache: dict[int, Prepared] = {}
         self._cache_ok = True
 
@@ -123,7 +124,7 @@ class ValidationSet:
 
     def score(self, run: Run) -> float:
         """The metric of a model on this set (what budgets are measured in)."""
-        return self._score(self.predict(run))
+        return self._scorer(self.predict(run))[self.metric.key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,17 +214,9 @@ def load_validation_set(path: Path, card: ModelCard, *, reader: Callable[[Path],
         return preprocess([reader(f) for f in batch_files])
 
     if card.task is Task.DETECT:
-        class_names = tuple(card.class_names)
-
-        def score(predictions: list[Any]) -> float:
-            return evaluate_detections(data.truth, predictions, image_sizes=data.sizes,
-                                       class_names=class_names).map50
-
-        return ValidationSet(path, data.files, MAP50, sum(len(t) for t in data.truth), prepare=prepare,
-                             postprocess=postprocess, score=score)
-
-    def mae(predictions: list[Any]) -> float:
-        return counting_metrics([p.count for p in predictions], data.truth).mae
-
-    return ValidationSet(path, data.files, MAE, round(sum(data.truth)), prepare=prepare,
-                         postprocess=postprocess, score=mae)
+        scorer = DetectionScorer(tuple(data.truth), tuple(data.sizes), tuple(card.class_names))
+        metric, objects = MAP50, sum(len(t) for t in data.truth)
+    else:
+        scorer, metric, objects = CountingScorer(tuple(data.truth)), MAE, round(sum(data.truth))
+    return ValidationSet(path, data.files, metric, objects, prepare=prepare, postprocess=postprocess,
+                         scorer=scorer)
