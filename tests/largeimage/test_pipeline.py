@@ -18,7 +18,7 @@ from leanvision.largeimage.pipeline import (
     run_pipeline,
 )
 from leanvision.largeimage.pipeline.collect import merge_tiles
-from leanvision.largeimage.readers import open_reader
+from leanvision.largeimage.readers import ReaderOptions, open_reader
 from tests.largeimage.fakes import (
     BlobPredictor,
     PlainBlobPredictor,
@@ -75,6 +75,17 @@ def test_pipeline_equals_running_the_predictor_tile_by_tile(images, readers, bat
         assert_same(result.detections, expected)
     if batch > 1:  # batches span image boundaries: only the very last one may be partial...
         assert sum(predictor.batch_sizes) == 75 and max(predictor.batch_sizes) == batch
+
+
+def test_jpegs_read_in_bands_give_the_same_detections(images):
+    pytest.importorskip("pyvips")
+    jpegs = [path for path in images if path.suffix == ".jpg"]
+    banded = PipelineOptions(tiling=TILING, readers=2, reader_options=ReaderOptions(band_above_mb=0))
+    summaries = [run_pipeline(BlobPredictor(blob_card(INPUT_HW)), jpegs, options=options)
+                 for options in (banded, PipelineOptions(tiling=TILING, readers=2))]
+    for path in jpegs:
+        assert len(summaries[0].results[path].detections) == 20
+        assert_same(summaries[0].results[path].detections, summaries[1].results[path].detections)
 
 
 def test_a_plain_predictor_gives_the_same_detections(images):

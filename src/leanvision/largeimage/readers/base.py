@@ -56,18 +56,26 @@ class ReaderOptions(Config):
             pixel-exact work).
         max_decode_mb: bound on a whole-image decode held in memory by readers that cannot
             read windows (JPEG via simplejpeg/OpenCV/Pillow, other non-tiled formats).
+        band_above_mb: the simplejpeg reader decodes a JPEG whose whole decode at the
+            needed scale would be larger than this in bands of rows, top to bottom, holding
+            only the rows under the current window (`bands`; 40000 px at 1/2: 1.2 GB whole,
+            ~50 MB in bands). Whole decodes are faster for reads in any order.
         tile_cache_mb: LRU cache of decoded tiles in tiled readers (tifffile).
         fill: value of output pixels outside the image (windows past the border).
     """
 
     reduced: bool = True
     max_decode_mb: int = 2048
+    band_above_mb: int = 512
     tile_cache_mb: int = 64
     fill: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_decode_mb < 0 or self.tile_cache_mb < 0:
-            raise ConfigError(f"memory bounds must be >= 0 MB, got {self.max_decode_mb} and {self.tile_cache_mb}")
+        if min(self.max_decode_mb, self.band_above_mb, self.tile_cache_mb) < 0:
+            raise ConfigError(
+                f"memory bounds must be >= 0 MB, got max_decode_mb={self.max_decode_mb}, "
+                f"band_above_mb={self.band_above_mb}, tile_cache_mb={self.tile_cache_mb}"
+            )
         if not 0 <= self.fill <= 255:
             raise ConfigError(f"fill must be a pixel value 0-255, got {self.fill}")
 

@@ -28,6 +28,15 @@ from leanvision.largeimage.readers.base import (
 )
 
 
+def scaled_box(window: tuple[int, int, int, int], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of level-0 `window` in an image decoded at `scale` of `size` (w, h):
+    at the nearest decoded pixel, at least one pixel, inside the image."""
+    x, y, w, h = window
+    x0, y0 = min(round(x * scale), size[0] - 1), min(round(y * scale), size[1] - 1)
+    x1, y1 = max(x0 + 1, min(round((x + w) * scale), size[0])), max(y0 + 1, min(round((y + h) * scale), size[1]))
+    return x0, y0, x1, y1
+
+
 class WholeImageReader(Reader):
     """Base of readers holding one reduced decode of the whole image."""
 
@@ -62,9 +71,13 @@ class WholeImageReader(Reader):
         """Where to decode: the worker's scratch buffer if given, else None (allocate)."""
         return None if self._scratch is None else self._scratch.array(shape)
 
-    def _ensure(self, window: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
+    def needed_eighths(self, window: tuple[int, int], out: tuple[int, int], offered: Sequence[int]) -> int:
+        """The coarsest of the `offered` DCT scales M/8 giving `window` at least the `out` size."""
         need = dct_eighths(window, out) if self.options.reduced else 8
-        eighths = next((m for m in sorted(self.supported_eighths) if m >= need), 8)
+        return next((m for m in sorted(offered) if m >= need), 8)
+
+    def _ensure(self, window: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
+        eighths = self.needed_eighths(window, out, self.supported_eighths)
         if self._image is None or eighths > self._eighths:
             self._image = None  # release before decoding again
             self._image = self._decode(eighths)
@@ -74,9 +87,7 @@ class WholeImageReader(Reader):
 
     def _read_stored(self, x: int, y: int, w: int, h: int, out: np.ndarray) -> None:
         image = self._ensure((w, h), (out.shape[1], out.shape[0]))
-        r = self._eighths / 8
-        x0, y0 = min(round(x * r), image.shape[1] - 1), min(round(y * r), image.shape[0] - 1)
-        x1, y1 = max(x0 + 1, min(round((x + w) * r), image.shape[1])), max(y0 + 1, min(round((y + h) * r), image.shape[0]))
+        x0, y0, x1, y1 = scaled_box((x, y, w, h), self._eighths / 8, (image.shape[1], image.shape[0]))
         resize_into(image[y0:y1, x0:x1], out)
 
     def _close(self) -> None:
