@@ -13,8 +13,9 @@ RSS and start-up are its own; model loading/compilation is not timed):
 - `sweep`    the pipeline over `--sweep-readers` x `--sweep-batch` x `--sweep-requests`
              (how the defaults in docs/large-images.md were chosen);
 - `timeline` S0's table on synthetic slides: R50 FP32 naive -> batch -> async requests ->
-             slim MbV2 FP32 -> INT8 -> reader processes -> drop border + 1600 px windows
-             (`--r50`, `--slim-fp32` and `--model` (slim INT8) model directories);
+             slim MbV2 FP32 -> INT8 -> the pipeline's batch and requests -> reader processes
+             -> drop border + 1600 px windows (`--r50`, `--slim-fp32` and `--model` (slim
+             INT8) model directories);
 - `sahi`     SAHI `get_sliced_prediction` with the same ONNX model wrapped as a SAHI detection
              model, in its own venv (`--sahi-venv`, created if absent: SAHI needs opencv-python,
              which clashes with our opencv-python-headless), with SAHI's defaults (0.2 overlap,
@@ -44,6 +45,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +57,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_READERS = 2  # leanvision.largeimage.pipeline.options.DEFAULT_READERS, for labels
+DEFAULT_BATCH = 1  # leanvision.largeimage.pipeline.options.DEFAULT_BATCH
 
 # ---------------------------------------------------------------- children (fresh processes)
 
@@ -138,10 +141,12 @@ def child_loop(spec: dict) -> dict:
     from leanvision.largeimage.pipeline.options import PipelineOptions
     from leanvision.largeimage.pipeline.stats import StageClock
 
-    predictor = _predictor(spec, requests=spec["requests"], throughput=spec["requests"] > 1)
+    requests = spec["requests"]  # None: the engine's optimal number, as the pipeline does
+    predictor = _predictor(spec, requests=requests, throughput=requests is None or requests > 1)
+    requests = requests or predictor.max_in_flight
     input_wh, tiling = (predictor.card.input.width, predictor.card.input.height), _tiling(spec)
     results: dict[tuple[int, int], Any] = {}
-    runner = InferenceRunner(predictor, batch=spec["batch"], requests=spec["requests"], clock=StageClock(),
+    runner = InferenceRunner(predictor, batch=spec["batch"], requests=requests, clock=StageClock(),
                              on_result=results.__setitem__)
     detections, count, plans = {}, 0, {}
     start = time.perf_counter()
@@ -158,7 +163,8 @@ def child_loop(spec: dict) -> dict:
         count += len(tiles)
     seconds = time.perf_counter() - start
     runner.close()
-    return {"seconds": seconds, "tiles": count, "detections": detections, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "tiles": count, "detections": detections, "peak_rss_mb": _peak_rss_mb(),
+            "requests": requests}
 
 
 def child_pipeline(spec: dict) -> dict:
@@ -339,18 +345,34 @@ def rows_naive_pipeline(args: argparse.Namespace, files: list[str], truth: dict)
 
 
 def rows_model(args: argparse.Namespace, files: list[str], truth: dict) -> list[dict]:
+    """Pure model rows and the pipeline, alternated `--repeat` times (this machine's
+    throughput drifts by 10-20 % between runs): medians, and each run's ratio."""
     spec = {**_base(args, files), "batches": args.model_batches, "requests": args.model_requests, "max_tiles": args.model_tiles}
-    model = run_child("model", spec, args)
-    if "error" in model:
-        return [{"row": "pure model", **model}]
-    best_engine = max(model["rows"], key=lambda r: r["engine_tiles_per_s"])
-    best_staged = max(model["rows"], key=lambda r: r["staged_tiles_per_s"])
-    pipe = _row("leanvision pipeline", run_child("pipeline", {**_base(args, files), "options": _pipeline_options(args)}, args), truth, args)
-    rows = [{"row": f"pure model, engine only (batch {r['batch']}, requests {r['requests']})", "tiles_per_s": r["engine_tiles_per_s"],
-             "staged_tiles_per_s": r["staged_tiles_per_s"]} for r in model["rows"]]
-    if "error" not in pipe:
-        pipe["ratio_to_model_engine_only"] = pipe["tiles_per_s"] / best_engine["engine_tiles_per_s"]
-        pipe["ratio_to_model_with_pre_post"] = pipe["tiles_per_s"] / best_staged["staged_tiles_per_s"]
+    pipe_spec = {**_base(args, files), "options": _pipeline_options(args)}
+    models, pipes = [], []
+    for _ in range(args.repeat):
+        model = run_child("model", spec, args)
+        if "error" in model:
+            return [{"row": "pure model", **model}]
+        models.append(model["rows"])
+        pipes.append(_row("leanvision pipeline", run_child("pipeline", pipe_spec, args), truth, args))
+        if "error" in pipes[-1]:
+            return [pipes[-1]]
+    configs = [(r["batch"], r["requests"]) for r in models[0]]
+    rows = []
+    for k, (batch, requests) in enumerate(configs):
+        engine = [run[k]["engine_tiles_per_s"] for run in models]
+        staged = [run[k]["staged_tiles_per_s"] for run in models]
+        rows.append({"row": f"pure model (batch {batch}, requests {requests})", "tiles_per_s": statistics.median(engine),
+                     "staged_tiles_per_s": statistics.median(staged), "engine_runs": engine, "staged_runs": staged})
+    pipe = dict(sorted(pipes, key=lambda p: p["tiles_per_s"])[len(pipes) // 2])  # the median run (odd --repeat)
+    pipe["runs_tiles_per_s"] = [p["tiles_per_s"] for p in pipes]
+    best_engine = max(r["tiles_per_s"] for r in rows)
+    best_staged = max(r["staged_tiles_per_s"] for r in rows)
+    pipe["ratio_to_model_engine_only"] = pipe["tiles_per_s"] / best_engine
+    pipe["ratio_to_model_with_pre_post"] = pipe["tiles_per_s"] / best_staged
+    pipe["ratio_runs_engine_only"] = [p["tiles_per_s"] / max(r["engine_tiles_per_s"] for r in run)
+                                      for p, run in zip(pipes, models, strict=True)]
     return [*rows, pipe]
 
 
@@ -365,28 +387,35 @@ def rows_sweep(args: argparse.Namespace, files: list[str], truth: dict) -> list[
     return rows
 
 
-def timeline_steps(args: argparse.Namespace) -> list[tuple[str, str, str | None, dict]]:
-    """S0's steps: (label, child kind, model dir, changes to the base spec)."""
+def timeline_steps(args: argparse.Namespace, images: int) -> list[tuple[str, str, str | None, dict]]:
+    """S0's steps for `images` slides: (label, child kind, model dir, changes to the base spec)."""
     early = {"window": args.timeline_window, "drop_border": 0}
     late = {"window": args.window, "drop_border": args.drop_border}
     batch, requests = args.timeline_batch, args.timeline_requests
     loop = {**early, "batch": batch, "requests": requests}
+    # S0's batch and requests carry through its later steps; on a machine where they do not
+    # pay, the row after INT8 goes back to the pipeline's batch and requests (--batch,
+    # --requests; default batch 1 and the engine's optimal requests), one change per row.
+    own = {"batch": args.batch or DEFAULT_BATCH, "requests": args.requests}  # None: the engine's optimum
     return [
         ("R50 FP32, naive loop (sync, batch 1)", "naive", args.r50, early),
         (f"+ batch {batch}", "loop", args.r50, {**early, "batch": batch, "requests": 1}),
         (f"+ {requests} async requests", "loop", args.r50, loop),
         ("slim MbV2 FP32", "loop", args.slim_fp32, loop),
         ("slim MbV2 INT8", "loop", args.model, loop),
-        (f"+ {args.readers or DEFAULT_READERS} reader processes (reduced decode, shared memory)", "pipeline", args.model,
-         {"options": _pipeline_options(args, **early, batch=batch, requests=requests)}),
+        (f"+ batch {own['batch']}, {own['requests'] or 'optimal'} requests (the pipeline's)", "loop", args.model,
+         {**early, **own}),
+        (f"+ reader processes ({min(args.readers or DEFAULT_READERS, images)} for {images} slide(s); reduced decode, "
+         "shared memory)", "pipeline", args.model,
+         {"options": _pipeline_options(args, **early, **own)}),
         (f"+ drop border {args.drop_border} px, {args.window} px windows", "pipeline", args.model,
-         {"options": _pipeline_options(args, **late, batch=batch, requests=requests)}),
+         {"options": _pipeline_options(args, **late, **own)}),
     ]
 
 
 def rows_timeline(args: argparse.Namespace, files: list[str], truth: dict) -> list[dict]:
     rows, first = [], None
-    for label, kind, model, changes in timeline_steps(args):
+    for label, kind, model, changes in timeline_steps(args, len(files)):
         if model is None:
             rows.append({"row": f"timeline: {label}", "error": "model directory not given"})
             continue
@@ -575,6 +604,10 @@ def markdown(rows: list[dict]) -> str:
         ratio = r.get("ratio_to_model_engine_only")
         if ratio is not None:
             speed = f"{ratio:.2f} of model (engine), {r['ratio_to_model_with_pre_post']:.2f} (with pre/post)"
+            if len(r.get("ratio_runs_engine_only", [])) > 1:
+                speed += "; per run " + ", ".join(f"{x:.2f}" for x in r["ratio_runs_engine_only"])
+        if "staged_tiles_per_s" in r:
+            speed = f"with pre/post {r['staged_tiles_per_s']:.1f} tiles/s"
         lines.append(f"| {r['row']} | {_fmt(r.get('seconds'))} | {_fmt(r.get('tiles'))} | {_fmt(r.get('tiles_per_s'), 1)} | "
                      f"{_fmt(speed)} | {_fmt(r.get('recall'), 3)} | {_fmt(r.get('peak_rss_mb'), 0)} | {_stages(r)} |")
     return "\n".join(lines)
@@ -605,6 +638,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-batches", type=_ints, default=[1, 4, 8])
     p.add_argument("--model-requests", type=_ints, default=[1, 2, 4])
     p.add_argument("--model-tiles", type=int, default=64, help="tiles held in memory for the model row")
+    p.add_argument("--repeat", type=int, default=1, help="model rows: alternate model and pipeline runs N times, medians")
     p.add_argument("--sweep-readers", type=_ints, default=[1, 2, 3])
     p.add_argument("--sweep-batch", type=_ints, default=[1, 4])
     p.add_argument("--sweep-requests", type=_ints, default=[1, 2, 4])
