@@ -9,7 +9,9 @@ RSS) in the modes that apply to it:
 - `full-res`: the reader with `ReaderOptions(reduced=False)`: whole decode for JPEG,
   full-resolution windowed tile reads for TIFF;
 - `reduced`: the reader's default: DCT-scaled decode (JPEG) / pyramid level + DCT-scaled
-  tiles (TIFF), windowed where the format allows.
+  tiles (TIFF), windowed where the format allows;
+- `reduced, bands`: simplejpeg's reader forced to decode the JPEG in bands of rows (libvips,
+  sequential), as it does by default for JPEGs whose whole decode exceeds 512 MB.
 
 Usage:
     python benchmarks/readers.py                       # the real table (lead, quiet machine)
@@ -42,7 +44,7 @@ class Case:
 
     file: str  # "jpeg" or "tiff"
     reader: str  # a ReaderKind value, or "cv2-baseline"
-    mode: str  # "full decode", "full-res", "reduced"
+    mode: str  # "full decode", "full-res", "reduced", "reduced, bands"
 
 
 CASES = [
@@ -55,6 +57,7 @@ CASES = [
     Case("jpeg", "pyvips", "reduced"),
     Case("jpeg", "simplejpeg", "full-res"),
     Case("jpeg", "simplejpeg", "reduced"),
+    Case("jpeg", "simplejpeg", "reduced, bands"),
     Case("tiff", "cv2-baseline", "full decode"),
     Case("tiff", "openslide", "reduced"),
     Case("tiff", "rasterio", "reduced"),
@@ -140,11 +143,12 @@ def run_baseline(path: Path, window: int, out: int) -> tuple[int, float]:
     return len(tiles), total
 
 
-def run_reader(path: Path, kind: str, reduced: bool, window: int, out: int) -> tuple[int, float]:
+def run_reader(path: Path, kind: str, mode: str, window: int, out: int) -> tuple[int, float]:
     from leanvision.largeimage.grid import plan_grid
     from leanvision.largeimage.readers import ReaderOptions, open_reader
 
-    options = ReaderOptions(reduced=reduced, max_decode_mb=8192)
+    bands = 0 if mode.endswith("bands") else 8192  # MB of whole decode above which JPEGs go in bands
+    options = ReaderOptions(reduced=mode.startswith("reduced"), max_decode_mb=8192, band_above_mb=bands)
     with open_reader(path, kind=kind, options=options) as reader:
         tiles = plan_grid(*reader.size, window=window, out_size=out)
         buf, total = np.empty((out, out, 3), np.uint8), 0.0
@@ -172,7 +176,7 @@ def child(spec: dict) -> None:
     if spec["reader"] == "cv2-baseline":
         tiles, checksum = run_baseline(path, window, out)
     else:
-        tiles, checksum = run_reader(path, spec["reader"], spec["mode"] == "reduced", window, out)
+        tiles, checksum = run_reader(path, spec["reader"], spec["mode"], window, out)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base, "tiles": tiles, "checksum": checksum}))
 
