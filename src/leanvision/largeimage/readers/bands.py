@@ -13,8 +13,8 @@ class.
 Reads going back above the rows held restart the decode from the first row (`restarts`
 counts them): a grid's reads never do, a reader with an EXIF orientation that flips rows
 would on every row of windows, so `SimpleJpegReader` uses bands only for orientations 1
-and 2. libvips rounds reduced sizes down (ceil for libjpeg): the last row and column of
-a reduced decode are dropped, windows touching them are cut one pixel short.
+and 2. libvips rounds reduced sizes down (libjpeg up): the last row and column of a
+reduced decode are missing here, and `SimpleJpegReader` repeats the edge into them.
 """
 
 from __future__ import annotations
@@ -65,11 +65,6 @@ class JpegBands:
         self.size = (self._image.width, self._image.height)  # (w, h) of the reduced decode
         self.top = self.count = 0
         self.restarts += 1
-
-    @property
-    def held_bytes(self) -> int:
-        """Bytes of decoded rows held now."""
-        return self.count * self.size[0] * 3
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Decoded rows [y0, y1) as an (y1 - y0, w, 3) view, valid until the next call."""
