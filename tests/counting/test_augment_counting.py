@@ -93,6 +93,17 @@ def test_fit_points_letterbox_matches_the_image_resize():
     np.testing.assert_allclose(moved, points * [64 / 80, 48 / 60], rtol=1e-6)
 
 
+def test_output_size_is_the_last_crop_unless_rescaled_after_it():
+    def size(*steps):
+        return build_count_augmentation(list(steps)).output_size
+
+    crop = {"op": "random_crop", "height": 32, "width": 48}
+    assert size({"op": "random_scale"}, crop, {"op": "random_flip"}, {"op": "photometric_jitter"}) == (32, 48)
+    assert size(crop, {"op": "random_scale"}) is None
+    assert size({"op": "random_flip"}) is None
+    assert size(crop, {"op": "random_crop", "height": 16, "width": 16}) == (16, 16)
+
+
 def test_bad_steps_are_config_errors_with_hints():
     with pytest.raises(ConfigError, match=r"unknown op 'random_crap'.*did you mean 'random_crop'"):
         build_count_augmentation([{"op": "random_crap"}])

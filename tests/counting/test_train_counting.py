@@ -63,6 +63,28 @@ def test_csrnet_mbv2_overfits_six_images_and_keeps_the_lowest_mae(blob_data, tmp
     assert set(best["card"]["metrics"]) == {"val_mae", "val_rmse", "val_nae"}
 
 
+def test_training_batches_are_the_crops_as_cut_not_stretched_to_the_input(blob_data, tmp_path):
+    """A fully convolutional density model trains on its 32 x 48 crops at their own scale
+    (stretching them to the 96 x 128 input would double every head and cost 8x the pixels)."""
+    from leanvision.core import Task
+    from leanvision.training.run import registry_factory
+    from leanvision.training.tasks.base import adapter_for
+
+    steps = [{"op": "random_crop", "height": 32, "width": 48}, {"op": "random_flip"}]
+    config = tiny_count_config(blob_data / "train", blob_data / "val", tmp_path / "run", epochs=1,
+                               augment=AugmentOptions(steps=steps))
+    adapter = adapter_for(Task.COUNT)
+    data = adapter.load_data(config)
+    model = registry_factory(config)(len(data.classes))
+    card = model.card(class_names=data.classes, input_size=config.data.input_size)
+    images, targets, _ = next(iter(adapter.train_loader(config, data, card, model)))
+    assert images.shape[-2:] == (32, 48) and all(t["density"].shape[-2:] == (4, 6) for t in targets)
+    assert [float(t["density"].sum()) for t in targets] == pytest.approx([float(t["count"]) for t in targets], abs=1e-3)
+    config = config.replace(augment=AugmentOptions(steps=[*steps, {"op": "random_scale"}]))  # size varies: fitted
+    images, _, _ = next(iter(adapter.train_loader(config, data, card, model)))
+    assert images.shape[-2:] == (HEIGHT, WIDTH)
+
+
 def test_counting_augmentation_steps_are_checked_for_a_counting_model(blob_data, tmp_path):
     config = tiny_count_config(blob_data / "train", blob_data / "val", tmp_path / "run", epochs=1)
     path = tmp_path / "recipe.yaml"

@@ -198,6 +198,18 @@ class CountCompose:
     def __len__(self) -> int:
         return len(self.ops)
 
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) every output has (the last `random_crop` with no rescaling after
+        it), or None when the size varies."""
+        size = None
+        for op in self.ops:
+            if isinstance(op, RandomCrop):
+                size = (op.height, op.width)
+            elif isinstance(op, RandomScale):
+                size = None
+        return size
+
     def __iter__(self) -> Iterator[CountAugmentation]:
         return iter(self.ops)
 

@@ -97,7 +97,11 @@ class CountAdapter:
 
         spec = card.input
         augment = build_count_augmentation(list(config.augment.steps)) if config.augment.steps else None
-        dataset = CountingDataset(data.train, augment=augment, input_size=(spec.height, spec.width), seed=config.seed,
+        # The density models are fully convolutional: they train on fixed-size crops as cut,
+        # not stretched to the card's input (a 288 x 384 crop fitted to 576 x 768 would show
+        # heads at twice the scale deployment sees, at four times the cost).
+        crop = augment.output_size if augment is not None and spec.scale is None else None
+        dataset = CountingDataset(data.train, augment=augment, input_size=crop or (spec.height, spec.width), seed=config.seed,
                                   density=getattr(model, "density", DensitySpec()), stride=output_stride(card),
                                   resize=spec.resize, pad_value=spec.pad_value, scale=spec.scale)
         return deterministic_loader(dataset, seed=config.seed, batch_size=config.loader.batch_size,
