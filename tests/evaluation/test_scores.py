@@ -83,6 +83,25 @@ def test_pareto_front():
     assert {s.name for s in ranked if not s.rank} == {"c", "d"}
 
 
+def test_error_metrics_turn_best_and_beats_around():
+    """A counting model's MAE: the lowest is best in every score that reads one accuracy."""
+    entries = [
+        Entry("fp32", {"mae": 10.0, "images": 10, "seconds": 10, "images_per_s": 1.0}),
+        Entry("int8", {"mae": 10.05, "images": 10, "seconds": 4, "images_per_s": 2.5}),  # within 1 %
+        Entry("int8_bad", {"mae": 12.0, "images": 10, "seconds": 2, "images_per_s": 5.0}),
+        Entry("slow_bad", {"mae": 12.0, "images": 10, "seconds": 20, "images_per_s": 0.5}),  # beaten by int8_bad
+    ]
+    tianchi = {s.name: s for s in score("tianchi", entries, accuracy="mae", higher_is_better=False)}
+    assert tianchi["fp32"].details["norm_accuracy"] == 1.0
+    assert tianchi["int8_bad"].details["norm_accuracy"] == pytest.approx(1.2)  # 1 + |10 - 12| / 10
+    gate = score("mlperf-gate", entries, reference="fp32", accuracy="mae", higher_is_better=False)
+    assert [(s.name, s.details["passed"]) for s in gate[:2]] == [("int8", 1.0), ("fp32", 1.0)]
+    assert gate[0].details["accuracy_target"] == pytest.approx(10.1)
+    front = score("pareto", entries, accuracy="mae", higher_is_better=False)
+    assert [s.name for s in front if s.rank] == ["fp32", "int8", "int8_bad"]
+    assert [s.name for s in front if not s.rank] == ["slow_bad"]
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ConfigError, match="unknown score 'f1'"):
         score("f1", s0_entries())

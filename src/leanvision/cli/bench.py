@@ -75,7 +75,7 @@ def bench(
     scored = []
     if score_name:
         keys = {"reference": _reference(cells, val.metric, reference)} if score_name == "mlperf-gate" else {}
-        accuracy_keys = {} if score_name == "s3" else {"accuracy": val.metric}
+        accuracy_keys = {} if score_name == "s3" else {"accuracy": val.metric, "higher_is_better": val.higher_is_better}
         scored = score(score_name, score_entries(cells, metric=val.metric, slides=len(slide_paths)),
                        **accuracy_keys, **keys)
     paths = write_bench_report(cells, out_dir, metric=val.metric, higher_is_better=val.higher_is_better,

@@ -9,6 +9,9 @@
 - `mlperf-gate`: an entry qualifies if its accuracy is >= 99% of the FP32 reference, then
   qualified entries rank by throughput (MLPerf Inference's closed-division rule).
 - `pareto`: the entries no other entry beats on both accuracy and throughput.
+
+`tianchi`, `mlperf-gate` and `pareto` read one accuracy metric; for an error metric (a
+counting model's MAE) pass `higher_is_better=False` and "best" and "beats" turn around.
 """
 
 from __future__ import annotations
@@ -66,17 +69,22 @@ def relative_gap_score(value: float, best: float) -> float:
     return 1.0 + abs(best - value) / abs(best)
 
 
+def _best(values: Sequence[float], higher_is_better: bool) -> float:
+    return max(values) if higher_is_better else min(values)
+
+
 def tianchi(entries: Sequence[Entry], *, accuracy: str = "map50", images: str = "images",
-            seconds: str = "seconds") -> list[Scored]:
+            seconds: str = "seconds", higher_is_better: bool = True) -> list[Scored]:
     """S0's score: accuracy gap + throughput gap to the best entry of each (lower is better).
 
     Args:
         entries: each needs the `accuracy` metric, the number of `images` processed and the
             total wall time `seconds` (reading, pre- and post-processing included).
+        higher_is_better: the accuracy metric's direction (False for MAE: the lowest is best).
     """
     qps = {e.name: e.get(images) / e.get(seconds) for e in entries}
     acc = {e.name: e.get(accuracy) for e in entries}
-    best_qps, best_acc = max(qps.values()), max(acc.values())
+    best_qps, best_acc = max(qps.values()), _best(list(acc.values()), higher_is_better)
     rows = []
     for e in entries:
         norm_time = relative_gap_score(qps[e.name], best_qps)
@@ -100,19 +108,23 @@ def s3(entries: Sequence[Entry], *, mae: str = "mae", rmse: str = "rmse", nae: s
 
 
 def mlperf_gate(entries: Sequence[Entry], *, reference: str, accuracy: str = "map50",
-                throughput: str = "images_per_s", fraction: float = 0.99) -> list[Scored]:
+                throughput: str = "images_per_s", fraction: float = 0.99,
+                higher_is_better: bool = True) -> list[Scored]:
     """Entries reaching `fraction` of the reference's accuracy, ranked by throughput.
 
-    Failing entries are ranked after all passing ones (by throughput too) with
-    `details["passed"] = 0`, so a report can still show them.
+    For an error metric (`higher_is_better=False`) an entry passes at most 1 - `fraction`
+    above the reference's error (MAE 10.0 -> at most 10.1). Failing entries are ranked after
+    all passing ones (by throughput too) with `details["passed"] = 0`, so a report can
+    still show them.
     """
     by_name = {e.name: e for e in entries}
     if reference not in by_name:
         raise ConfigError(f"reference entry '{reference}' not found (entries: {', '.join(by_name)})")
-    target = fraction * by_name[reference].get(accuracy)
+    ref = by_name[reference].get(accuracy)
+    target = fraction * ref if higher_is_better else (2 - fraction) * ref
     rows = []
     for e in entries:
-        passed = e.get(accuracy) >= target
+        passed = e.get(accuracy) >= target if higher_is_better else e.get(accuracy) <= target
         # Passing entries sort first: their score is the throughput; failing ones are negative.
         score = e.get(throughput) if passed else -1.0 / (1.0 + e.get(throughput))
         rows.append((e.name, score, {"passed": float(passed), "accuracy_target": target,
@@ -121,14 +133,16 @@ def mlperf_gate(entries: Sequence[Entry], *, reference: str, accuracy: str = "ma
 
 
 def pareto_front(entries: Sequence[Entry], *, accuracy: str = "map50",
-                 throughput: str = "images_per_s") -> list[Scored]:
-    """Non-dominated entries (maximising both), best accuracy first; others after, rank 0."""
+                 throughput: str = "images_per_s", higher_is_better: bool = True) -> list[Scored]:
+    """Non-dominated entries (best accuracy in its direction, most throughput), best
+    accuracy first; others after, rank 0. Scores are the accuracy values."""
+    sign = 1.0 if higher_is_better else -1.0
     points = [(e.name, e.get(accuracy), e.get(throughput)) for e in entries]
 
     def dominated(a: tuple[str, float, float]) -> bool:
-        return any(b[1] >= a[1] and b[2] >= a[2] and (b[1] > a[1] or b[2] > a[2]) for b in points)
+        return any(sign * b[1] >= sign * a[1] and b[2] >= a[2] and (b[1] != a[1] or b[2] > a[2]) for b in points)
 
-    front = sorted((p for p in points if not dominated(p)), key=lambda p: -p[1])
+    front = sorted((p for p in points if not dominated(p)), key=lambda p: -sign * p[1])
     names = {p[0] for p in front}
     scored = [Scored(n, acc, rank, {"throughput": thr, "on_front": 1.0})
               for rank, (n, acc, thr) in enumerate(front, start=1)]
@@ -136,8 +150,9 @@ def pareto_front(entries: Sequence[Entry], *, accuracy: str = "map50",
     return scored
 
 
-def score(kind: ScoreKind | str, entries: Sequence[Entry], **keys: str) -> list[Scored]:
-    """Rank `entries` by the named score; `keys` rename the metrics each score reads."""
+def score(kind: ScoreKind | str, entries: Sequence[Entry], **keys: str | bool) -> list[Scored]:
+    """Rank `entries` by the named score; `keys` rename the metrics each score reads (and
+    `higher_is_better` gives the accuracy metric's direction for tianchi, mlperf-gate, pareto)."""
     functions = {ScoreKind.TIANCHI: tianchi, ScoreKind.S3: s3, ScoreKind.MLPERF_GATE: mlperf_gate,
                  ScoreKind.PARETO: pareto_front}
     try:
