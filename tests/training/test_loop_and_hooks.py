@@ -183,7 +183,8 @@ def test_time_budget_fits_the_epochs_after_timing_the_first(monkeypatch):
     from leanvision.training.hooks import TimeBudgetHook
     from leanvision.training.hooks import time_budget as module
 
-    clock = iter([0.0, 100.0, 100.0])  # start; first epoch took 100 s (read twice)
+    # start; the first epoch took 100 s (start-up included), the second 60 s, the third 70 s
+    clock = iter([0.0, 100.0, 160.0, 230.0])
     monkeypatch.setattr(module.time, "monotonic", lambda: next(clock))
     hook = TimeBudgetHook(seconds=1000)
     hook.trainer = SimpleNamespace(epoch=0, start_epoch=0, max_epochs=100, stop_requested=False)
@@ -191,6 +192,29 @@ def test_time_budget_fits_the_epochs_after_timing_the_first(monkeypatch):
     hook.trainer.epoch = 1
     hook.before_epoch()
     assert hook.trainer.max_epochs == 1 + 9  # 900 s left at 100 s per epoch
+    hook.trainer.epoch = 2
+    hook.before_epoch()
+    assert hook.trainer.max_epochs == 2 + 14  # refit from the second epoch alone: 840 s at 60 s
+    hook.trainer.epoch = 3
+    hook.before_epoch()
+    assert hook.trainer.max_epochs == 3 + 11  # epochs 2-3: 65 s each, 770 s left
+
+
+def test_time_budget_never_plans_more_epochs_than_the_recipe(monkeypatch):
+    from types import SimpleNamespace
+
+    from leanvision.training.hooks import TimeBudgetHook
+    from leanvision.training.hooks import time_budget as module
+
+    clock = iter([0.0, 10.0, 15.0])
+    monkeypatch.setattr(module.time, "monotonic", lambda: next(clock))
+    hook = TimeBudgetHook(seconds=1000)
+    hook.trainer = SimpleNamespace(epoch=0, start_epoch=0, max_epochs=8, stop_requested=False)
+    hook.before_train()
+    for epoch in (1, 2):
+        hook.trainer.epoch = epoch
+        hook.before_epoch()
+        assert hook.trainer.max_epochs == 8
 
 
 def test_progress_bar_shows_epoch_loss_and_rate_on_a_terminal():
