@@ -221,6 +221,10 @@ def test_card_describes_the_model(tmp_path):
     assert card.anchors.sizes == tuple(tuple(float(s) for s in level) for level in model.anchor_generator.sizes)
     assert card.box_coder.weights == (1.0, 1.0, 1.0, 1.0)
     assert card.postprocess.score_threshold == 0.2 and card.postprocess.max_detections == 50
+    # Letterbox padding normalises to ~0 on every channel (not black, -2), like zero padding.
+    pad = np.array(card.input.pad_value, np.float64)
+    assert card.input.pad_value == 114
+    assert np.all(np.abs((pad - np.array(card.input.mean)) / np.array(card.input.std)) < 0.2)
     card.save(tmp_path)
     assert ModelCard.load(tmp_path) == card
     with pytest.raises(ConfigError, match="2 class names for a 1-class"):

@@ -26,7 +26,7 @@ from typing import ClassVar, Self
 import torch
 from torch import nn
 
-from leanvision.core.card import InputSpec, ModelCard, OutputSpec
+from leanvision.core.card import InputSpec, ModelCard, OutputSpec, neutral_pad
 from leanvision.core.config import Config
 from leanvision.core.density import DensityMap, DensitySpec
 from leanvision.core.enums import ResizeMode, Task
@@ -184,7 +184,8 @@ class CSRNet(nn.Module):
             name=self.name,
             task=Task.COUNT,
             class_names=tuple(class_names),
-            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std, resize=resize, scale=scale),
+            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std, resize=resize, scale=scale,
+                            pad_value=neutral_pad(mean)),
             outputs=(OutputSpec(OUTPUT_NAME, "N,1,H,W"),),
             output_stride=self.output_stride,
         )

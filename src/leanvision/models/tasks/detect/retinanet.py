@@ -31,6 +31,7 @@ from leanvision.core.card import (
     ModelCard,
     OutputSpec,
     PostprocessSpec,
+    neutral_pad,
 )
 from leanvision.core.config import Config
 from leanvision.core.detections import Detections
@@ -292,7 +293,8 @@ class RetinaNetDetector(nn.Module):
             name=self.name,
             task=Task.DETECT,
             class_names=tuple(class_names),
-            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std, resize=resize, scale=scale),
+            input=InputSpec(height=input_size[0], width=input_size[1], mean=mean, std=std, resize=resize, scale=scale,
+                            pad_value=neutral_pad(mean)),
             outputs=(OutputSpec("cls_logits", "N,A,C"), OutputSpec("bbox_regression", "N,A,4")),
             anchors=AnchorSpec(
                 sizes=self.anchor_sizes, aspect_ratios=self.aspect_ratios, strides=strides,
