@@ -23,8 +23,8 @@ CARD_FILENAME = "model_card.json"
 def neutral_pad(mean: tuple[float, float, float]) -> int:
     """The grey that normalises to ~0 (114 for ImageNet's mean), as the convolutions' own zero
     padding does: black padding (-2 after normalisation) around a tile smaller than the input
-    cost the demo's detector 8.5 points of mAP@0.5 on its 400 px validation tiles (0.317 vs
-    0.402 with this grey)."""
+    cost the demo's detector 8 points of mAP@0.5 on its 400 px validation tiles (0.317 vs
+    0.398 with this grey)."""
     return round(sum(mean) / 3)
 
 
