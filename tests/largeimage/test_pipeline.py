@@ -3,6 +3,7 @@ cut objects, reports bad files and goes on, writes every output and summary fiel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,6 +87,17 @@ def test_jpegs_read_in_bands_give_the_same_detections(images):
     for path in jpegs:
         assert len(summaries[0].results[path].detections) == 20
         assert_same(summaries[0].results[path].detections, summaries[1].results[path].detections)
+
+
+def test_windows_past_the_border_are_padded_with_the_cards_pad_value(images):
+    from leanvision.largeimage.pipeline.reading import ReadSpec
+
+    card = blob_card(INPUT_HW)
+    card = dataclasses.replace(card, input=dataclasses.replace(card.input, pad_value=114))
+    spec = ReadSpec.for_card(PipelineOptions(tiling=TILING, reader_options=ReaderOptions(fill=0)), card)
+    with spec.open(images[0]) as reader:
+        tile = reader.read(SIZE[0] - 128, SIZE[1] - 96, 256, 192, INPUT_HW[1], INPUT_HW[0])  # half outside
+    assert (tile[48:] == 114).all() and (tile[:, 64:] == 114).all()
 
 
 def test_a_plain_predictor_gives_the_same_detections(images):

@@ -18,6 +18,7 @@ is never left half-written in a slot that is later read.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import signal
@@ -58,7 +59,11 @@ class ReadSpec:
 
     @classmethod
     def for_card(cls, options: PipelineOptions, card: ModelCard) -> ReadSpec:
+        """The spec for a model: windows past an image's border are padded with the card's
+        `pad_value`, as the model's inputs were (not `reader_options.fill`)."""
         window_h, window_w = card.input.window
+        reader = dataclasses.replace(options.reader_options, fill=card.input.pad_value)
+        options = dataclasses.replace(options, reader_options=reader)
         return cls(options, (card.input.width, card.input.height), (window_w, window_h))
 
     def open(self, path: Path, scratch: Scratch | None = None) -> Reader:

@@ -61,7 +61,8 @@ class ReaderOptions(Config):
             only the rows under the current window (`bands`; 40000 px at 1/2: 1.2 GB whole,
             ~50 MB in bands). Whole decodes are faster for reads in any order.
         tile_cache_mb: LRU cache of decoded tiles in tiled readers (tifffile).
-        fill: value of output pixels outside the image (windows past the border).
+        fill: value of output pixels outside the image (windows past the border); the
+            pipeline sets it to the model card's `pad_value`.
     """
 
     reduced: bool = True
