@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.deps import require
-from leanvision.largeimage.readers.base import Scratch, data_errors
+from leanvision.largeimage.readers.base import Scratch, data_errors, vips_rgb
 
 SHRINKS = {8: 1, 4: 2, 2: 4, 1: 8}  # DCT scale M/8 -> libvips' shrink factor
 # Rows are decoded in calls ending on multiples of STEP (or at the last row): libvips'
@@ -96,18 +96,10 @@ class JpegBands:
                 self._rows[: self.count] = held
         with data_errors(self.path, "decode JPEG rows with libvips"):
             region = self._image.crop(0, start, width, stop - start).numpy()
-        self._rows[self.count : need] = _rgb(region)
+        self._rows[self.count : need] = vips_rgb(region, self.path)
         self.count = need
 
     def close(self) -> None:
         self._image = None
         self._rows = np.empty((0, 0, 3), np.uint8)
 
-
-def _rgb(region: np.ndarray) -> np.ndarray:
-    """libvips' 1-band (greyscale JPEG) or 3-band rows as 3-channel uint8."""
-    if region.ndim == 2:
-        region = region[..., None]
-    if region.shape[2] == 1:
-        return np.broadcast_to(region, (*region.shape[:2], 3))
-    return region[..., :3]

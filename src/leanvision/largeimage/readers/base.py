@@ -172,6 +172,17 @@ def resize_into(src: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, result)
 
 
+def vips_rgb(region: np.ndarray, path: Path) -> np.ndarray:
+    """An 8-bit libvips region (`.numpy()`: HxW or HxWxB) as HxWx3: grey (with or without
+    alpha) repeated, alpha or extra bands dropped."""
+    if region.dtype != np.uint8:
+        raise DataError(f"the pyvips reader reads 8-bit images; this one is {region.dtype}", path=path)
+    if region.ndim == 2 or region.shape[2] < 3:
+        grey = region if region.ndim == 2 else region[..., 0]
+        return np.repeat(grey[..., None], 3, axis=2)
+    return region[..., :3]
+
+
 def choose_level(
     downsamples: Sequence[tuple[float, float]], window: tuple[int, int], out: tuple[int, int]
 ) -> int:

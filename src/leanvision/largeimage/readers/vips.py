@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.deps import require
-from leanvision.core.errors import DataError
 from leanvision.largeimage.readers.base import (
     Reader,
     ReaderKind,
@@ -24,6 +23,7 @@ from leanvision.largeimage.readers.base import (
     choose_level,
     data_errors,
     resize_into,
+    vips_rgb,
 )
 from leanvision.largeimage.readers.headers import ImageFormat, file_orientation, sniff
 
@@ -76,15 +76,7 @@ class VipsReader(Reader):
         x1, y1 = max(x0 + 1, min(round((x + w) / dx), image.width)), max(y0 + 1, min(round((y + h) / dy), image.height))
         with data_errors(self.path, "read a region with libvips"):
             region = image.crop(x0, y0, x1 - x0, y1 - y0).numpy()
-        resize_into(self._rgb(region), out)
-
-    def _rgb(self, region: np.ndarray) -> np.ndarray:
-        if region.dtype != np.uint8:
-            raise DataError(f"the pyvips reader reads 8-bit images; this one is {region.dtype}", path=self.path)
-        if region.ndim == 2 or region.shape[2] < 3:
-            grey = region if region.ndim == 2 else region[..., 0]
-            return np.repeat(grey[..., None], 3, axis=2)
-        return region[..., :3]
+        resize_into(vips_rgb(region, self.path), out)
 
     def _close(self) -> None:
         self._levels = []
