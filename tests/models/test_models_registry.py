@@ -7,7 +7,7 @@ from torch import nn
 from leanvision.core import ConfigError, Task
 from leanvision.models import create_model, list_models, register_model, unregister_model
 
-DETECTORS = ["retinanet_mbv2", "retinanet_mbv2_slim", "retinanet_r50"]
+DETECTORS = ["retinanet_effl0_slim", "retinanet_mbv2", "retinanet_mbv2_slim", "retinanet_r50"]
 COUNTERS = ["csrnet", "csrnet_mbv2"]
 
 
@@ -65,7 +65,7 @@ def test_unknown_name_lists_close_names():
     message = str(info.value)
     assert "unknown model 'retinanet_mbv3_slim'" in message and "retinanet_mbv2_slim" in message
     assert "\n" not in message
-    with pytest.raises(ConfigError, match="known: csrnet, csrnet_mbv2, retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
+    with pytest.raises(ConfigError, match="known: csrnet, csrnet_mbv2, retinanet_effl0_slim, retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
         create_model("yolo", num_classes=1)
 
 

@@ -123,7 +123,15 @@ def test_trainable_backbone_layers_as_torchvision(builder, extractor, name, trai
     frozen_reference = {k for k, p in reference.named_parameters() if not p.requires_grad}
     model = create_model(name, num_classes=1, trainable_backbone_layers=trainable)
     frozen = {k.removeprefix("body.") for k, p in model.backbone.named_parameters() if not p.requires_grad}
-    assert frozen == frozen_reference and frozen
+    # torchvision leaves the frozen stages' BatchNorm training its statistics; ours become
+    # FrozenBatchNorm2d (buffers, running statistics), so only the convolutions are parameters.
+    norms = {k for k, m in reference.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    frozen_convs = {k for k in frozen_reference if k.rpartition(".")[0] not in norms}
+    assert frozen == frozen_convs and frozen
+    for name, module in model.backbone.body.named_modules():
+        if name in norms:
+            frozen_stage = f"{name}.weight" in frozen_reference
+            assert isinstance(module, FrozenBatchNorm2d) == frozen_stage, name
     assert all(p.requires_grad for p in model.fpn.parameters())
     with pytest.raises(ConfigError, match=r"trainable_backbone_layers must be in 0\.\.6"):
         create_model("retinanet_mbv2_slim", num_classes=1, trainable_backbone_layers=7)

