@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 
 import pytest
 import torch
@@ -165,9 +166,19 @@ def test_an_existing_run_is_not_overwritten(squares_data, tmp_path):
         train(config, model_factory=tiny_factory, progress=False)
 
 
+class SlowSteps(HookBase):
+    """Makes every step take at least `seconds` (a tiny model's step can be faster than a budget)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def before_step(self) -> None:
+        time.sleep(self.seconds)
+
+
 def test_time_budget_stops_early_and_still_evaluates_and_saves(squares_data, tmp_path):
     config = tiny_config(squares_data, tmp_path / "run", epochs=50, time_budget_minutes=1e-4)  # 6 ms
-    result = train(config, model_factory=tiny_factory, progress=False)
+    result = train(config, model_factory=tiny_factory, progress=False, extra_hooks=[SlowSteps(0.01)])
     assert result.epochs == 1 and result.last_metrics["epoch"] == 1
     last = load_checkpoint(tmp_path / "run")
     assert last["trainer"]["iteration"] == 1  # stopped after the first step

@@ -33,6 +33,11 @@ class AmpMode(enum.StrEnum):
     OFF = "off"
     BF16 = "bf16"
 
+    @classmethod
+    def _missing_(cls, value: object) -> AmpMode | None:
+        # YAML 1.1 reads an unquoted `off` as False: `amp: off` means what it says.
+        return cls.OFF if value is False else None
+
 
 @dataclass(frozen=True)
 class ModelOptions(Config):
@@ -42,13 +47,14 @@ class ModelOptions(Config):
         name: registry name, e.g. "retinanet_mbv2_slim".
         weights: a full-model state dict to start from (fine-tuning), local file.
         weights_backbone: a backbone state dict (e.g. torchvision's ImageNet MobileNetV2),
-            local file; nothing is downloaded.
+            local file, or a name: "imagenet" resolves offline to a package that ships the
+            weights or to timm's / torchvision's cache (`models.pretrained`); nothing downloads.
         overrides: architecture keyword overrides passed to `create_model`.
     """
 
     name: str = "retinanet_mbv2_slim"
     weights: Path | None = None
-    weights_backbone: Path | None = None
+    weights_backbone: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,8 +211,10 @@ class TrainConfig(Config):
             and image index, so resuming replays the same batches).
         deterministic: ask torch for deterministic kernels where the CPU has them.
         amp: bf16 autocast mode.
-        time_budget_minutes: stop (and shorten the LR schedule to fit) after this much
-            wall time; None trains all epochs. Runs with a budget are not reproducible.
+        time_budget_minutes: stop (and fit the LR schedule to it) after this much wall time;
+            None trains all epochs. The epoch count is planned from the first epoch's time, so
+            runs on one machine usually agree, but a budget cannot make them reproducible.
+        channels_last: train in NHWC memory format (faster on CPUs; `training.loop.Trainer`).
     """
 
     data: DataOptions
@@ -223,6 +231,7 @@ class TrainConfig(Config):
     deterministic: bool = True
     output: Path = Path("runs/train")
     time_budget_minutes: float | None = None
+    channels_last: bool = True
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -245,7 +245,7 @@ def train(
                           resize=config.data.resize, scale=config.data.scale)
         loader = adapter.train_loader(config, data, card, model)
         trainer = Trainer(model, loader, build_optimizer(model, config.optimizer), mean=card.input.mean,
-                          std=card.input.std)
+                          std=card.input.std, channels_last=config.channels_last)
         hooks = build_hooks(config, model, card, data, run_dir, loader=loader, adapter=adapter, progress=progress)
         trainer.register_hooks([*hooks, *extra_hooks])
         trainer.max_epochs = config.schedule.epochs
