@@ -69,7 +69,7 @@ def process_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _pss_mb(pid: int) -> float | None:
+def pss_mb(pid: int) -> float | None:
     """Proportional set size of a process, MB: shared pages (the tile slots) are split
     between the processes mapping them, so the sum over processes counts them once."""
     try:
@@ -117,7 +117,7 @@ class MemoryMonitor:
         self._sample()
 
     def _sample(self) -> None:
-        values = [_pss_mb(pid) for pid in (os.getpid(), *self._pids)]
+        values = [pss_mb(pid) for pid in (os.getpid(), *self._pids)]
         self._peak = max(self._peak, sum(v for v in values if v is not None))
 
     def _run(self) -> None:
