@@ -74,6 +74,7 @@ def train_tiny(data: Path, run: Path, *, steps: int = 50) -> Path:
     """Train the slim RetinaNet (widths 32) on `data`; returns the run directory."""
     from leanvision.training import TrainConfig, train
     from leanvision.training.config import (
+        AmpMode,
         CheckpointOptions,
         DataOptions,
         EmaOptions,
@@ -95,6 +96,7 @@ def train_tiny(data: Path, run: Path, *, steps: int = 50) -> Path:
         eval=EvalOptions(period=0, precise_bn_batches=1),
         checkpoint=CheckpointOptions(period=steps),
         loader=LoaderOptions(batch_size=images, workers=0, threads=2),
+        amp=AmpMode.OFF,  # fp32 on every CPU: "auto" is bf16 on AMX, which trained a different model
         output=run,
     )
     train(config, progress=False)
