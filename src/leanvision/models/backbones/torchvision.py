@@ -75,8 +75,10 @@ class Backbone(nn.Module):
         are among them)."""
         names = []
         for name, child in self.body.named_children():
-            expand = isinstance(child, nn.Sequential) and f"{name}.0" in self.stage_starts
-            names.extend(f"{name}.{i}" for i in range(len(child))) if expand else names.append(name)
+            if isinstance(child, nn.Sequential) and f"{name}.0" in self.stage_starts:
+                names.extend(f"{name}.{i}" for i in range(len(child)))
+            else:
+                names.append(name)
         return names
 
     def freeze_norms(self) -> None:

@@ -315,7 +315,7 @@ BackboneFactory = Callable[..., Backbone]
 
 def build_retinanet(
     name: str,
-    backbone_factory: BackboneFactory,
+    backbone_factory: BackboneFactory | None,
     *,
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None,
@@ -325,8 +325,8 @@ def build_retinanet(
 
     Args:
         name: registry name.
-        backbone_factory: `factory(norm_layer=...) -> Backbone`; `options.backbone` (a timm
-            name) replaces it.
+        backbone_factory: `factory() -> Backbone`, or None when `options.backbone` names
+            the timm model (which replaces a factory too).
         num_classes: classes scored by the head (no background class).
         weights_backbone: a classifier state-dict file for the backbone, or a name such as
             "imagenet" resolved offline (`models.pretrained`).
@@ -338,8 +338,10 @@ def build_retinanet(
         from leanvision.models.backbones.timm import TimmBackbone
 
         backbone = TimmBackbone(options.backbone)
+    elif backbone_factory is not None:
+        backbone = backbone_factory()
     else:
-        backbone = backbone_factory(norm_layer=nn.BatchNorm2d)
+        raise ConfigError(f"{name}: no backbone (give the variant a factory or a timm name in `backbone`)")
     if weights_backbone is not None:
         backbone.load_weights(weights_backbone, what=f"{name} backbone")
     if options.frozen_bn:

