@@ -41,3 +41,15 @@ def tiny_coco(tmp_path: Path) -> Path:
         records.append(ImageRecord(f"img_{i}.jpg", w, h, Detections.from_boxes(boxes, [0, 1][: len(boxes)]), i))
     write_detection(DetectionSet(("cell", "debris"), records, root / "images"), root, Format.COCO, copy_images=False)
     return root
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Every failure report names the CPU and its INT8 path (AVX2 / VNNI / AMX): INT8 kernels,
+    and so INT8 numerics, differ between the machines the suite runs on."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        from leanvision.runtime.hardware import detect_cpu
+
+        report.sections.append(("CPU and INT8 path", detect_cpu().summary()))

@@ -69,7 +69,7 @@ def test_similar_calibration_picks_the_image_nearest_the_feature_centroid(simila
     from leanvision.compression.quantize.api import FEATURES
     from leanvision.compression.quantize.groups import feature_source
     from leanvision.compression.quantize.openvino_nncf import OpenVinoQuantizer
-    from leanvision.runtime.predictor import prepare_images, read_image
+    from leanvision.runtime.preprocess import prepare_images, read_image
 
     adapter = OpenVinoQuantizer()
     model = adapter.read(ir_model.out)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from leanvision.core import ConfigError, DataError
+from leanvision.core import ConfigError, DataError, DensityMap, Task
 from leanvision.training import TrainConfig, load_checkpoint, load_config, train
 from leanvision.training.config import (
     AugmentOptions,
@@ -25,6 +25,7 @@ from leanvision.training.config import (
 )
 from leanvision.training.hooks.metrics_log import read_rows
 from tests.counting.conftest import HEIGHT, WIDTH, run_cli, write_blob_set
+from tests.templates.task_contract import TaskContractTests
 
 S3 = Path(__file__).resolve().parents[2] / "configs" / "s3_crowd_csrnet.yaml"
 
@@ -66,7 +67,6 @@ def test_csrnet_mbv2_overfits_six_images_and_keeps_the_lowest_mae(blob_data, tmp
 def test_training_batches_are_the_crops_as_cut_not_stretched_to_the_input(blob_data, tmp_path):
     """A fully convolutional density model trains on its 32 x 48 crops at their own scale
     (stretching them to the 96 x 128 input would double every head and cost 8x the pixels)."""
-    from leanvision.core import Task
     from leanvision.training.run import registry_factory
     from leanvision.training.tasks.base import adapter_for
 
@@ -74,14 +74,18 @@ def test_training_batches_are_the_crops_as_cut_not_stretched_to_the_input(blob_d
     config = tiny_count_config(blob_data / "train", blob_data / "val", tmp_path / "run", epochs=1,
                                augment=AugmentOptions(steps=steps))
     adapter = adapter_for(Task.COUNT)
-    data = adapter.load_data(config)
+    data = adapter.load_data(config.data, workers=1)
     model = registry_factory(config)(len(data.classes))
     card = model.card(class_names=data.classes, input_size=config.data.input_size)
-    images, targets, _ = next(iter(adapter.train_loader(config, data, card, model)))
+    def batch(config):
+        return next(iter(adapter.train_loader(data, card, model, augment=config.augment, loader=config.loader,
+                                              seed=config.seed)))
+
+    images, targets, _ = batch(config)
     assert images.shape[-2:] == (32, 48) and all(t["density"].shape[-2:] == (4, 6) for t in targets)
     assert [float(t["density"].sum()) for t in targets] == pytest.approx([float(t["count"]) for t in targets], abs=1e-3)
     config = config.replace(augment=AugmentOptions(steps=[*steps, {"op": "random_scale"}]))  # size varies: fitted
-    images, _, _ = next(iter(adapter.train_loader(config, data, card, model)))
+    images, _, _ = batch(config)
     assert images.shape[-2:] == (HEIGHT, WIDTH)
 
 
@@ -176,3 +180,32 @@ def test_points_outside_their_image_are_left_out_with_a_warning(blob_data, tmp_p
     loaded, issues = load_counting_split(root, split="val", workers=1)
     assert len(loaded.images[0].points) == 25 and len(loaded.images) == 3
     assert [i.reason for i in issues] == [f"2 points outside the {WIDTH}x{HEIGHT} image (left out)"]
+
+
+@pytest.fixture(scope="module")
+def cli_run_exported(cli_run, tmp_path_factory) -> Path:
+    from leanvision.export import export_model
+
+    return export_model(cli_run, format="onnx", out=tmp_path_factory.mktemp("contract") / "model").out
+
+
+class TestCountTaskContract(TaskContractTests):
+    @pytest.fixture
+    def contract_task(self):
+        return Task.COUNT
+
+    @pytest.fixture
+    def contract_exported(self, cli_run_exported):
+        return cli_run_exported
+
+    @pytest.fixture
+    def contract_labelled(self, blob_data):
+        return blob_data / "val"
+
+    @pytest.fixture
+    def contract_result_type(self):
+        return DensityMap
+
+    @pytest.fixture
+    def contract_run(self, cli_run):
+        return cli_run

@@ -97,7 +97,7 @@ def test_parity_fails_for_a_model_that_is_not_the_exported_one(onnx_export, slim
     def detect(batch, content=None):
         return slim.detect(torch.from_numpy(batch), image_sizes=content)
 
-    report = check_parity(onnx_export.out, TorchReference(raw, detect), images,
+    report = check_parity(onnx_export.out, TorchReference(raw, detect, "detect"), images,
                           backends=(Backend.ONNXRUNTIME,), source="synthetic")
     assert not report.passed and report.detection_agreement == 1.0
     assert report.max_abs_diff == pytest.approx(0.05, abs=1e-3)

@@ -18,7 +18,7 @@ from leanvision.largeimage.pipeline import (
     TilingOptions,
     run_pipeline,
 )
-from leanvision.largeimage.pipeline.collect import merge_tiles
+from leanvision.largeimage.pipeline.tasks import merge_tiles
 from leanvision.largeimage.readers import ReaderOptions, open_reader
 from tests.largeimage.fakes import (
     BlobPredictor,

@@ -12,7 +12,7 @@ import pytest
 
 from leanvision.cli import main as cli_main
 from leanvision.largeimage.pipeline import PipelineOptions, TilingOptions, run_pipeline
-from leanvision.largeimage.pipeline.collect import merge_tiles
+from leanvision.largeimage.pipeline.tasks import merge_tiles
 from leanvision.largeimage.readers import open_reader
 from tests.largeimage.fakes import blob_image, random_boxes, write_image
 

@@ -18,7 +18,7 @@ from leanvision.runtime.decode import (
     feature_sizes,
     generate_anchors,
 )
-from leanvision.runtime.predictor import PostprocessOptions, suppress
+from leanvision.runtime.detect import PostprocessOptions, suppress
 from tests.runtime.tiny_retinanet import TinyBackbone
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from leanvision.runtime import PrecisionHint
-from leanvision.runtime.predictor import fallback_precision
+from leanvision.runtime.load import fallback_precision
 from tests.core.test_card import detection_card
 
 

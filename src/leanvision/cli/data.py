@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 
 from leanvision.cli.ui import console, emit_json, out, progress_bar
-from leanvision.core import Task
+from leanvision.core import ConfigError, DataError, Task
 
-app = typer.Typer(help="Datasets: synth, convert, check, stats, preview.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: synth, convert, check, stats, anchors, preview.", no_args_is_help=True)
 
 JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout).")
 
@@ -100,6 +100,60 @@ def stats(
         out.print(f"{name} ({s['task']}, {s['format']}): {s['images']} images, {objects} objects/items; "
                   f"plots: {', '.join(s['plots'])}")
     out.print(f"wrote {out_dir / 'stats.json'}")
+
+
+@app.command()
+def anchors(
+    path: Path = typer.Argument(..., help="A detection dataset (COCO, VOC or YOLO): the training set."),
+    recipe: str | None = typer.Option(None, "--recipe", help="A training recipe (YAML or a shipped name): its input size, resize mode and scale say how large the boxes are in training, its model's anchors are the ones checked. Default: boxes at their own size, torchvision's anchors."),
+    threshold: float = typer.Option(0.5, "--iou", min=0.05, max=0.95, help="IoU a positive anchor needs (RetinaNet's fg_iou_threshold)."),
+    json_out: Path | None = JSON_OPTION,
+) -> None:
+    """Share of boxes, per class, that an anchor reaches at IoU >= --iou with the recipe's anchors
+    and with anchors fitted to the boxes (k-means ratios, one size factor); prints the fitted
+    anchors as recipe overrides."""
+    import yaml
+
+    from leanvision.data.anchors import box_shapes, fit_anchors
+    from leanvision.data.formats import read_detection
+
+    dataset = read_detection(path)
+    shapes, overrides = {}, {}
+    if recipe is not None:
+        from leanvision.core.config import recipe_path
+        from leanvision.training.config import TrainConfig
+
+        config = TrainConfig.from_yaml(recipe_path(recipe))
+        shapes = {"input_hw": config.data.input_size, "resize": config.data.resize, "scale": config.data.scale}
+        overrides = config.model.overrides
+    model = _retinanet_anchors(overrides)
+    boxes, labels = box_shapes(dataset, **shapes)
+    if not len(boxes):
+        raise DataError("the dataset has no boxes: nothing to fit anchors to", path=path)
+    result = fit_anchors(boxes, labels, dataset.classes, threshold=threshold, **model)
+    out.print(f"{result.boxes} boxes; an anchor at IoU >= {threshold:g}: {result.coverage_before:.1%} with the "
+              f"{'recipe' if recipe else 'default'} anchors, {result.coverage_after:.1%} with fitted ones "
+              f"(sizes x{result.factor:.3g}, ratios {list(result.ratios)})")
+    for name, row in result.per_class.items():
+        out.print(f"  {name}: {row['boxes']} boxes, median {row['median_px']:g} px: {row['before']:.1%} -> "
+                  f"{row['after']:.1%}", markup=False, highlight=False)
+    out.print("fitted anchors as recipe overrides (model.overrides):", markup=False)
+    out.print(yaml.safe_dump(result.overrides(), default_flow_style=None, sort_keys=False).rstrip(),
+              markup=False, highlight=False)
+    if json_out is not None:
+        emit_json(result.to_dict(), _json_target(json_out))
+
+
+def _retinanet_anchors(overrides: dict) -> dict:
+    """The anchor sizes and ratios a RetinaNet is built with under a recipe's `overrides`."""
+    from leanvision.models.tasks.detect.retinanet import RetinaNetOptions
+
+    options = RetinaNetOptions.from_dict({k: v for k, v in overrides.items() if k in ("anchor_sizes", "aspect_ratios")},
+                                         where="model.overrides")
+    ratios = {tuple(r) for r in options.aspect_ratios}
+    if len(ratios) != 1:
+        raise ConfigError("data anchors fits ratios shared by every level; the recipe's differ per level")
+    return {"sizes": options.anchor_sizes, "ratios": ratios.pop()}
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 from leanvision.core.config import Config
 from leanvision.core.enums import NmsKind, Precision, ResizeMode, Task
 from leanvision.core.errors import ConfigError, ModelError
+from leanvision.core.tasks import DEPLOY_TASKS
 
 CARD_FILENAME = "model_card.json"
 
@@ -173,8 +174,9 @@ class ModelCard(Config):
     def __post_init__(self) -> None:
         if not self.class_names:
             raise ValueError("class_names is empty")
-        if self.task is Task.DETECT and (self.anchors is None or self.box_coder is None):
-            raise ValueError("a detection card needs anchors and box_coder")
+        needs = DEPLOY_TASKS[self.task].card_needs if self.task in DEPLOY_TASKS else ()
+        if any(getattr(self, name) is None for name in needs):
+            raise ValueError(f"a {self.task} card needs {' and '.join(needs)}")
 
     @property
     def num_classes(self) -> int:

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from leanvision.core.errors import ConfigError
 
@@ -27,6 +27,22 @@ def _suggest(key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"(known: {', '.join(known)}){hint}"
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def as_enum(kind: type[E], value: object, *, what: str | None = None, where: str = "") -> E:
+    """`value` (a member or its string) as a member of `kind`: the one enum conversion of
+    configs, CLI options and API arguments. ConfigError when it is none: "unknown {what}
+    'x' (known: a, b)" for a named option, else "{where}: 'x' is not one of [a, b]"."""
+    try:
+        return kind(value)
+    except ValueError:
+        known = [m.value for m in kind]
+        if what is not None:
+            raise ConfigError(f"unknown {what} {value!r} (known: {', '.join(map(str, known))})") from None
+        raise ConfigError(f"{where}: {value!r} is not one of {known}") from None
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
@@ -56,12 +72,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping of {hint.__name__} options, got {value!r}")
         return hint.from_dict(value, where=where)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: {value!r} is not one of {[m.value for m in hint]}"
-            ) from None
+        return as_enum(hint, value, where=where)
     if origin is tuple or origin is list:
         if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -128,9 +139,54 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
+def _enum_fields(cls: type) -> tuple[tuple[str, type[enum.Enum]], ...]:
+    """(name, enum type) of every field typed `SomeEnum` or `SomeEnum | None`."""
+    found = []
+    for name, hint in typing.get_type_hints(cls).items():
+        kinds = [a for a in (typing.get_args(hint) or (hint,)) if isinstance(a, type) and issubclass(a, enum.Enum)]
+        if len(kinds) == 1:
+            found.append((name, kinds[0]))
+    return tuple(found)
+
+
+def _coerce_enums(config: Config) -> None:
+    """Turn enum fields given as their string values (Python callers, `dataclasses.replace`)
+    into members, as `from_dict` does: the one place this happens for every Config."""
+    cls = type(config)
+    if "_enum_fields_cache" not in cls.__dict__:
+        cls._enum_fields_cache = _enum_fields(cls)
+    for name, kind in cls._enum_fields_cache:
+        value = getattr(config, name, None)
+        if value is not None and not isinstance(value, kind):
+            try:
+                object.__setattr__(config, name, kind(value))
+            except ValueError:
+                raise ConfigError(f"{name} must be one of {[m.value for m in kind]}, got {value!r}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base of every options dataclass. Subclasses are `@dataclass(frozen=True)`."""
+    """Base of every options dataclass. Subclasses are `@dataclass(frozen=True)`.
+
+    Enum fields accept their string values however the config is built (`from_dict`, a
+    direct call, `dataclasses.replace`): every subclass's `__post_init__` first converts
+    them (`_coerce_enums`), then runs the subclass's own checks.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self: Config) -> None:
+            _coerce_enums(self)
+            if own is not None:
+                own(self)
+            else:
+                inherited = getattr(super(cls, self), "__post_init__", None)
+                if inherited is not None:
+                    inherited()
+
+        cls.__post_init__ = __post_init__
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "") -> Self:

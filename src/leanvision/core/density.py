@@ -50,7 +50,6 @@ class DensitySpec(Config):
     truncate: float = 3.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel", DensityKernel(self.kernel))
         if not self.sigma > 0 or not self.min_sigma > 0 or not self.beta > 0:
             raise ValueError("sigma, min_sigma and beta must be positive")
         if self.k < 1:

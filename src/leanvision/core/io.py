@@ -52,3 +52,31 @@ def replace_dir(staging: Path, out: Path) -> None:
     os.replace(out, old / out.name)
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_output_dir(out: Path, *, allowed: frozenset[str], what: str) -> None:
+    """ConfigError unless `out` can become (or be replaced by) a directory of `what`: it is
+    absent, or a directory holding only `allowed` file names; its parent is created."""
+    from leanvision.core.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError("the output path exists and is not a directory", path=out)
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
+        if foreign:
+            raise ConfigError(f"refusing to replace a directory that is not {what} (it holds {foreign[0]!r}); "
+                              "choose another --out", path=out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}", path=out) from None
+
+
+def staging_dir(out: Path) -> Path:
+    """A new hidden sibling directory of `out` to build it in (then `replace_dir(staging, out)`)."""
+    from leanvision.core.errors import ConfigError
+
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the output directory: {exc.strerror or exc}", path=out) from None

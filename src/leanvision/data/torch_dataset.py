@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,99 @@ logger = logging.getLogger(__name__)
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor], int]
 
 
-class DetectionDataset(Dataset):
+class SampleDataset(Dataset):
+    """What every task's training dataset shares; a task's subclass supplies three hooks.
+
+    Sample `index` of epoch `e` is augmented with `sample_rng(seed, e, index)`, the same
+    whatever the workers, their order or a resume; the epoch lives in shared memory so
+    `set_epoch` reaches persistent workers. An unreadable image is logged once, flagged in
+    shared memory (so `skipped` counts what every worker met) and its sample is taken from
+    the next readable image.
+
+    Hooks: `_labels(record, width, height)` (the record's labels that lie in its decoded
+    image), `_fit(image, labels)` (to `input_size`, labels moved alike) and `_target(labels)`
+    (the tensors `compute_loss` takes).
+
+    Args:
+        dataset: a task's in-memory set (`images` records with `file_name`, `image_root`).
+        augment: called as `augment(image, labels, rng) -> (image, labels)`, or None.
+        input_size: (height, width) of every output image.
+        seed: with the epoch and index, fixes every random choice.
+        resize, pad_value, scale: how a sample is fitted to the input (the card's).
+    """
+
+    def __init__(self, dataset: Any, *, augment: Any, input_size: tuple[int, int], seed: int,
+                 resize: ResizeMode = ResizeMode.LETTERBOX, pad_value: int = 0, scale: float | None = None) -> None:
+        self.dataset = dataset
+        self.augment = augment
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.seed = seed
+        self.resize = ResizeMode(resize)
+        self.pad_value = pad_value
+        self.scale = scale
+        self._bad = torch.zeros(len(dataset.images), dtype=torch.uint8).share_memory_()
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.dataset.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations the next samples get."""
+        self._epoch[0] = epoch
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    @property
+    def skipped(self) -> int:
+        """Number of distinct unreadable images met so far, by any worker."""
+        return int(self._bad.sum())
+
+    @property
+    def skipped_files(self) -> list[str]:
+        return [self.dataset.images[i].file_name for i in torch.nonzero(self._bad).flatten().tolist()]
+
+    def _labels(self, record: Any, width: int, height: int) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, image: np.ndarray, labels: Any) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def _target(self, labels: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _decode(self, index: int) -> tuple[np.ndarray, Any, int]:
+        """Image and labels of `index`, or of the next readable image after it."""
+        n = len(self)
+        for step in range(n):
+            source = (index + step) % n
+            if self._bad[source]:
+                continue
+            record = self.dataset.images[source]
+            try:
+                image = read_rgb(self.dataset.image_root / record.file_name)
+            except DataError as exc:
+                self._bad[source] = 1
+                logger.warning("skipping unreadable image (%s); its samples come from the next one", exc)
+                continue
+            return image, self._labels(record, image.shape[1], image.shape[0]), source
+        raise DataError("none of the dataset's images can be read", path=self.dataset.image_root)
+
+    def sample(self, index: int) -> tuple[np.ndarray, Any, int]:
+        """The sample as numpy: (H, W, 3) uint8 RGB at the input size, its labels, the source index."""
+        image, labels, source = self._decode(index)
+        if self.augment is not None:
+            image, labels = self.augment(image, labels, sample_rng(self.seed, self.epoch, index))
+        image, labels = self._fit(image, labels)
+        return image, labels, source
+
+    def __getitem__(self, index: int) -> Sample:
+        image, labels, source = self.sample(int(index))
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), self._target(labels), source
+
+
+class DetectionDataset(SampleDataset):
     """Decoded, augmented detection samples of exactly `input_size`, for a DataLoader.
 
     Items are `(image, target, index)`: image (3, H, W) uint8 RGB (not normalised: the
@@ -71,64 +164,17 @@ class DetectionDataset(Dataset):
         if dataset.num_objects == 0:
             raise DataError("the dataset has no boxes at all: nothing to learn to detect",
                             path=dataset.image_root)
-        self.dataset = dataset
-        self.augment = augment
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.seed = seed
-        self.resize = ResizeMode(resize)
-        self.pad_value = pad_value
-        self.scale = scale
-        self._bad = torch.zeros(len(dataset.images), dtype=torch.uint8).share_memory_()
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        super().__init__(dataset, augment=augment, input_size=input_size, seed=seed, resize=resize,
+                         pad_value=pad_value, scale=scale)
 
-    def __len__(self) -> int:
-        return len(self.dataset.images)
+    def _labels(self, record: Any, width: int, height: int) -> Detections:
+        targets = record.targets.clip(width, height)
+        return targets[targets.areas > 0]
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose augmentations the next samples get."""
-        self._epoch[0] = epoch
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
-
-    @property
-    def skipped(self) -> int:
-        """Number of distinct unreadable images met so far, by any worker."""
-        return int(self._bad.sum())
-
-    @property
-    def skipped_files(self) -> list[str]:
-        return [self.dataset.images[i].file_name for i in torch.nonzero(self._bad).flatten().tolist()]
-
-    def _decode(self, index: int) -> tuple[np.ndarray, Detections, int]:
-        """Image and boxes of `index`, or of the next readable image after it."""
-        n = len(self)
-        for step in range(n):
-            source = (index + step) % n
-            if self._bad[source]:
-                continue
-            record = self.dataset.images[source]
-            try:
-                image = read_rgb(self.dataset.image_path(record))
-            except DataError as exc:
-                self._bad[source] = 1
-                logger.warning("skipping unreadable image (%s); its samples come from the next one", exc)
-                continue
-            h, w = image.shape[:2]
-            targets = record.targets.clip(w, h)
-            return image, targets[targets.areas > 0], source
-        raise DataError("none of the dataset's images can be read", path=self.dataset.image_root)
-
-    def sample(self, index: int) -> tuple[np.ndarray, Detections, int]:
-        """The sample as numpy: (H, W, 3) uint8 RGB image, its boxes, the source index."""
-        image, targets, source = self._decode(index)
-        if self.augment is not None:
-            image, targets = self.augment(image, targets, sample_rng(self.seed, self.epoch, index))
+    def _fit(self, image: np.ndarray, labels: Detections) -> tuple[np.ndarray, Detections]:
         height, width = self.input_size
-        image, targets = fit_to_size(image, targets, height, width, mode=self.resize, pad_value=self.pad_value,
-                                      scale=self._remaining_scale())
-        return image, targets, source
+        return fit_to_size(image, labels, height, width, mode=self.resize, pad_value=self.pad_value,
+                           scale=self._remaining_scale())
 
     def _remaining_scale(self) -> float | None:
         """The card's scale less what the augmentation applied: S0's OnlineCropResize 800 -> 400
@@ -138,14 +184,11 @@ class DetectionDataset(Dataset):
             return self.scale
         return self.scale / self.augment.scale
 
-    def __getitem__(self, index: int) -> Sample:
-        image, targets, source = self.sample(int(index))
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        target = {
-            "boxes": torch.from_numpy(targets.boxes.astype(np.float32, copy=True)).reshape(-1, 4),
-            "labels": torch.from_numpy(targets.labels.astype(np.int64, copy=True)),
+    def _target(self, labels: Detections) -> dict[str, torch.Tensor]:
+        return {
+            "boxes": torch.from_numpy(labels.boxes.astype(np.float32, copy=True)).reshape(-1, 4),
+            "labels": torch.from_numpy(labels.labels.astype(np.int64, copy=True)),
         }
-        return tensor, target, source
 
 
 def collate(batch: Sequence[Sample]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]], torch.Tensor]:

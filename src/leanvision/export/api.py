@@ -17,18 +17,17 @@ import dataclasses
 import enum
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from leanvision.core.card import CARD_FILENAME, ModelCard, OutputSpec
-from leanvision.core.enums import Task
+from leanvision.core.card import CARD_FILENAME, ModelCard
+from leanvision.core.config import as_enum
 from leanvision.core.errors import ConfigError, ModelError
-from leanvision.core.io import atomic_write_text, replace_dir
-from leanvision.export.card import expected_anchors, expected_density_shape, export_card, provenance
+from leanvision.core.io import atomic_write_text, check_output_dir, replace_dir, staging_dir
+from leanvision.export.card import export_card, provenance
 from leanvision.export.parity import (
     FP32_PARITY,
     ParityReport,
@@ -36,14 +35,13 @@ from leanvision.export.parity import (
     check_parity,
     load_parity_images,
     synthetic_images,
+    task_pieces,
     torch_reference,
 )
 from leanvision.runtime import Backend
 
 PARITY_FILENAME = "parity.json"
 SYNTHETIC_PARITY_IMAGES = 3
-BODY_OUTPUTS = (OutputSpec("cls_logits", "N,A,C"), OutputSpec("bbox_regression", "N,A,4"))
-DENSITY_OUTPUTS = (OutputSpec("density", "N,1,H,W"),)  # counting: objects per cell, count = sum
 # Files an exported model directory may hold: the only ones `out` may contain to be replaced.
 EXPORT_FILES = frozenset({"model.onnx", "model.xml", "model.bin", CARD_FILENAME, PARITY_FILENAME})
 
@@ -73,11 +71,7 @@ class ExportResult:
 
 
 def as_format(value: ExportFormat | str) -> ExportFormat:
-    try:
-        return ExportFormat(value)
-    except ValueError:
-        known = ", ".join(f.value for f in ExportFormat)
-        raise ConfigError(f"unknown export format {value!r} (known: {known})") from None
+    return as_enum(ExportFormat, value, what="export format")
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -94,24 +88,7 @@ def checkpoint_file(path: Path) -> Path:
 
 def check_out(out: Path) -> None:
     """ConfigError unless `out` can become (or be replaced by) an exported model directory."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError("the output path exists and is not a directory", path=out)
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
-        if foreign:
-            raise ConfigError(f"refusing to replace a directory that is not an exported model (it holds "
-                              f"{foreign[0]!r}); choose another --out", path=out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}", path=out) from None
-
-
-def _staging_dir(out: Path) -> Path:
-    try:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as exc:
-        raise ConfigError(f"cannot write the output directory: {exc.strerror or exc}", path=out) from None
+    check_output_dir(out, allowed=EXPORT_FILES, what="an exported model")
 
 
 def _input_size(card: ModelCard, input_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -128,18 +105,7 @@ def _check_outputs(proto: Any, card: ModelCard, with_nms: bool) -> None:
     shapes = output_shapes(proto)
     if with_nms:
         return  # fixed (N, K) outputs; the parity check runs them
-    if card.task is Task.COUNT:
-        name, tail = card.outputs[0].name, expected_density_shape(card)
-        if tuple(shapes[name][1:]) != tail:
-            raise ModelError(f"exported output {name} has shape {list(shapes[name])} but the card's input and "
-                             f"output stride imply [N, {', '.join(map(str, tail))}]")
-        return
-    anchors, classes = expected_anchors(card), card.num_classes
-    expected = {"cls_logits": (anchors, classes), "bbox_regression": (anchors, 4)}
-    for name, tail in expected.items():
-        if tuple(shapes[name][1:]) != tail:
-            raise ModelError(f"exported output {name} has shape {list(shapes[name])} but the card's anchors "
-                             f"and classes imply [N, {tail[0]}, {tail[1]}]")
+    task_pieces(card.task).check_outputs(shapes, card)
 
 
 def _build(model: Any, card: ModelCard, with_nms: bool) -> tuple[Any, Any]:
@@ -212,9 +178,7 @@ def _parity(job: _Job, module: Any, output_names: list[str], model: Any, card: M
     atomic_write_text(staging / PARITY_FILENAME, _json(report.to_dict()))
     if not report.passed:
         tol = job.tolerance
-        agreement = (f"relative count difference {report.count_rel_diff:.3g} (allowed {tol.count_rtol:g})"
-                     if card.task is Task.COUNT else
-                     f"detection agreement {report.detection_agreement:.3f} (need {tol.min_agreement})")
+        agreement = task_pieces(card.task).disagreement(report, tol)
         raise ModelError(
             f"exported model disagrees with torch: max |diff| {report.max_abs_diff:.3g} (allowed "
             f"{tol.raw_atol:g} + {tol.raw_rtol:g} x output scale), {agreement}; {report.summary()}",
@@ -248,7 +212,7 @@ def export_model(
         out: the model directory to write (replaced whole if it holds a previous export).
         with_nms: detection only: put decode and NMS in the graph (outputs boxes, scores,
             labels, num_detections) instead of exporting the body for numpy decode and NMS.
-            A counting model exports its density map (`DENSITY_OUTPUTS`).
+            The outputs are the task's (`export.tasks`: a counter's density map).
         input_size: (height, width) of the exported input; default the card's.
         check: run the parity check (torch vs the runtime engines, batch 1 and > 1).
         parity_images: a directory of images for the parity check instead of synthetic ones.
@@ -268,8 +232,9 @@ def export_model(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     model, trained = model_from_checkpoint(job.checkpoint)
-    outputs = DENSITY_OUTPUTS if trained.task is Task.COUNT else BODY_OUTPUTS
-    if with_nms and trained.task is not Task.DETECT:
+    pieces = task_pieces(trained.task)
+    outputs = pieces.outputs
+    if with_nms and not pieces.nms_in_graph:
         raise ConfigError(f"--with-nms puts detection decoding in the graph; '{trained.name}' is a "
                           f"{trained.task.value} model", path=job.checkpoint)
     if with_nms:
@@ -282,7 +247,7 @@ def export_model(
     card = card.replace(provenance=provenance(job.checkpoint, exporter="torch.onnx dynamo", extra={
         "format": job.format.value, "with_nms": str(with_nms).lower()}))
     timings["load"] = time.perf_counter() - start
-    staging = _staging_dir(out)
+    staging = staging_dir(out)
     try:
         card, report = _write(job, model, card, staging, timings)
         replace_dir(staging, out)

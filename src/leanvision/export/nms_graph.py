@@ -30,7 +30,7 @@ from leanvision.core.card import BoxCoderSpec, ModelCard, OutputSpec
 from leanvision.core.enums import NmsKind
 from leanvision.core.errors import ConfigError
 from leanvision.runtime.decode import generate_anchors
-from leanvision.runtime.predictor import IN_GRAPH_OUTPUTS
+from leanvision.runtime.detect import IN_GRAPH_OUTPUTS
 
 IN_GRAPH_LAYOUTS = ("N,K,4", "N,K", "N,K", "N")
 

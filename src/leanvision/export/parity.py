@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.boxes import box_iou
-from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
-from leanvision.core.enums import Task
 from leanvision.core.errors import DataError, LeanVisionError, ModelError
 from leanvision.core.protocols import Prepared
+from leanvision.data.tasks import torch_task
 from leanvision.runtime import Backend, EngineOptions, PrecisionHint, load_predictor
-from leanvision.runtime.predictor import read_image
+from leanvision.runtime.preprocess import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +92,10 @@ class ParityRun:
     batch: int
     max_abs_diff: dict[str, float]
     scale: dict[str, float]
-    torch_detections: int
-    runtime_detections: int
-    matched_torch: int
-    matched_runtime: int
+    torch_detections: int = 0
+    runtime_detections: int = 0
+    matched_torch: int = 0
+    matched_runtime: int = 0
     count_rel_diff: float | None = None
 
     @property
@@ -279,53 +278,38 @@ def detection_counts(
     return totals[0], totals[1], totals[2], totals[3]
 
 
-def count_difference(ref: Sequence[DensityMap], got: Sequence[DensityMap]) -> float:
-    """The largest |got count - ref count| / max(|ref count|, 1) over the images."""
-    return max((abs(g.count - r.count) / max(abs(r.count), 1.0) for r, g in zip(ref, got, strict=True)),
-               default=0.0)
-
-
-def maps_to_image(maps: Sequence[DensityMap], prepared: Prepared, output_stride: int) -> list[DensityMap]:
-    """Input-pixel density maps mapped to each source image (as the predictor maps its own)."""
-    return [DensityMap.from_model_output(m.density, t, output_stride)
-            for m, t in zip(maps, prepared.transforms, strict=True)]
-
-
-def to_image_pixels(dets: Sequence[Detections], prepared: Prepared) -> list[Detections]:
-    """Model-input-pixel detections mapped to each source image (as the predictor maps its own)."""
-    return [
-        Detections(t.invert_boxes(d.boxes), d.scores, d.labels).clip(size[1], size[0])
-        for d, t, size in zip(dets, prepared.transforms, prepared.sizes, strict=True)
-    ]
-
-
 @dataclasses.dataclass(frozen=True)
 class TorchReference:
     """The torch side: the exported module's raw outputs and the model's own results.
 
     Attributes:
         raw: (N, 3, H, W) normalised batch -> {output name: array}, the module that was exported.
-        detect: the same batch -> detections in input pixels (torch decode + NMS), or for a
-            counting model density maps in input pixels (`model.predict`).
-        task: which of the two `detect` returns.
+        detect: the same batch (and each image's content size) -> the model's results in
+            input pixels (a detector's `detect`: torch decode + NMS; a counter's `predict`).
+        task: the model's task: how results map to image pixels and are compared
+            (`export.tasks`, through `data.tasks.TORCH_TASKS`).
     """
 
     raw: RawFn
     detect: DetectFn
-    task: Task = Task.DETECT
+    task: str
+
+
+def task_pieces(task: str) -> Any:
+    """The export pieces of `task` (`export.tasks`, named by `data.tasks.TORCH_TASKS`)."""
+    return torch_task(task, doing="exported").load("export")()
 
 
 def torch_reference(
-    exported: Any, output_names: Sequence[str], detector: Any, spec: Any, *, compare: Sequence[str] | None = None,
-    task: Task = Task.DETECT,
+    exported: Any, output_names: Sequence[str], model: Any, spec: Any, *, task: str,
+    compare: Sequence[str] | None = None,
 ) -> TorchReference:
-    """The torch side for an exported `exported` module and the `detector` it wraps.
+    """The torch side for an exported `exported` module and the `model` it wraps.
 
     Args:
         exported: the module that was exported (the body, or the body with NMS), eval mode.
         output_names: names of its outputs, in order.
-        detector: the model; its `detect` (detection) or `predict` (counting) is the
-            reference result.
+        model: the model; its task's reference result (`detect`, `predict`).
         spec: the card's `PostprocessSpec` (the thresholds the runtime applies).
         task: the model's task.
         compare: the outputs whose raw values are compared (default all). With NMS in the
@@ -342,15 +326,7 @@ def torch_reference(
         named = dict(zip(output_names, outputs, strict=True))
         return {name: named[name].numpy() for name in (compare or output_names)}
 
-    def detect(batch: np.ndarray, content: Sequence[tuple[int, int]] | None = None) -> list[Detections]:
-        return detector.detect(torch.from_numpy(np.ascontiguousarray(batch)), score_threshold=spec.score_threshold,
-                               iou_threshold=spec.iou_threshold, max_detections=spec.max_detections,
-                               image_sizes=content)
-
-    def predict(batch: np.ndarray, content: Sequence[tuple[int, int]] | None = None) -> list[DensityMap]:
-        return detector.predict(torch.from_numpy(np.ascontiguousarray(batch)))
-
-    return TorchReference(raw, predict if task is Task.COUNT else detect, task)
+    return TorchReference(raw, task_pieces(task).torch_results(model, spec), task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,10 +346,7 @@ def _expected(predictor: Any, reference: TorchReference, images: list[np.ndarray
     # Boxes clip to each image's content, not the padding of a letterboxed or scaled input
     # (torchvision's `image_sizes`; the runtime does the same).
     found = reference.detect(prepared.batch, [t.resized_hw for t in prepared.transforms])
-    if reference.task is Task.COUNT:
-        results = maps_to_image(found, prepared, predictor.card.output_stride)
-    else:
-        results = to_image_pixels(found, prepared)
+    results = task_pieces(reference.task).to_image(found, prepared, predictor.card)
     return _Expected(prepared, reference.raw(prepared.batch), results)
 
 
@@ -392,13 +365,8 @@ def _run(predictor: Any, expected: _Expected, batch: int, tol: ParityTolerance) 
             delta = np.abs(np.asarray(raw[name], np.float64) - value[start : start + batch].astype(np.float64))
             diff[name] = max(diff[name], float(delta.max(initial=0.0)))
         got += predictor.postprocess(raw, prepared)
-    backend = predictor.engine.backend.value
-    if predictor.card.task is Task.COUNT:
-        return ParityRun(backend, batch, diff, scale, 0, 0, 0, 0, count_rel_diff=count_difference(expected.results, got))
-    options = predictor.options
-    counts = detection_counts(expected.results, got, tol, threshold=options.score_threshold,
-                              max_detections=options.max_detections)
-    return ParityRun(backend, batch, diff, scale, *counts)
+    compared = task_pieces(predictor.card.task).compare(expected.results, got, predictor, tol)
+    return ParityRun(predictor.engine.backend.value, batch, diff, scale, **compared)
 
 
 def check_parity(

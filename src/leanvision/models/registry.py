@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from leanvision.core.config import as_enum
 from leanvision.core.enums import Task
 from leanvision.core.errors import ConfigError
 
@@ -88,10 +89,7 @@ def unregister_model(name: str) -> None:
 
 
 def _task(task: Task | str) -> Task:
-    try:
-        return Task(task)
-    except ValueError:
-        raise ConfigError(f"unknown task '{task}' (known: {', '.join(t.value for t in Task)})") from None
+    return as_enum(Task, task, what="task")
 
 
 def list_models(task: Task | str | None = None) -> list[str]:

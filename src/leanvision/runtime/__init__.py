@@ -10,6 +10,7 @@ The engine libraries are imported only when an engine is opened.
 """
 
 from leanvision.runtime.count import CountPredictor
+from leanvision.runtime.detect import DetectionPredictor, PostprocessOptions
 from leanvision.runtime.engines import (
     Backend,
     Engine,
@@ -18,7 +19,7 @@ from leanvision.runtime.engines import (
     PrecisionHint,
     open_engine,
 )
-from leanvision.runtime.predictor import DetectionPredictor, PostprocessOptions, load_predictor
+from leanvision.runtime.load import load_predictor
 
 __all__ = [
     "Backend",

@@ -1,10 +1,10 @@
 """Card-driven counting predictor: images -> engine -> `DensityMap` in image pixels.
 
-    predictor = load_predictor("exported/csrnet")          # dispatches on card.task
+    predictor = load_predictor("exported/csrnet")          # the card's task picks this class
     maps = predictor([image_rgb])                           # list[DensityMap]
     maps[0].count                                           # objects in the image
 
-Preprocessing is the detection predictor's (`predictor.prepare_images`: the card's resize
+Preprocessing is every predictor's (`runtime.preprocess.prepare_images`: the card's resize
 mode, channel order, normalisation). Post-processing maps the model's `density` output
 (N, 1, ceil(H/8), ceil(W/8)) back to each image: cells over letterbox padding are dropped
 and strides become image pixels per cell (`DensityMap.from_model_output`); the count is
@@ -13,34 +13,41 @@ the sum, nothing is thresholded. The predictor is pure; the engine is its only s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.density import DensityMap
 from leanvision.core.enums import Task
-from leanvision.core.errors import ModelError
+from leanvision.core.errors import ConfigError, ModelError
 from leanvision.core.protocols import Prepared, RawOutputs
 from leanvision.runtime.engines import Engine
-from leanvision.runtime.predictor import ImageInput, check_engine, prepare_images
+from leanvision.runtime.preprocess import EnginePredictor, ImageInput, check_engine
 
 DEFAULT_OUTPUT = "density"
 
 
-class CountPredictor:
+class CountPredictor(EnginePredictor):
     """A `StagedPredictor` for density-map counting models (CSRNet family).
 
     Args:
         engine: runs the model; one output (the card's first, default `density`),
             (N, 1, ceil(H / stride), ceil(W / stride)) objects per cell.
         card: the model's card: task count, with `output_stride`.
+        overrides: post-processing options; a density map has none, so any is a ConfigError
+            (the argument exists because every task's predictor takes it).
 
     Raises:
         ModelError: the card is not a counting card or disagrees with the model.
+        ConfigError: `overrides` is not empty.
     """
 
-    def __init__(self, engine: Engine, card: ModelCard) -> None:
+    def __init__(self, engine: Engine, card: ModelCard, *, overrides: Mapping[str, Any] | None = None) -> None:
+        if overrides:
+            raise ConfigError(f"post-processing overrides {sorted(overrides)} apply to detectors; "
+                              f"'{card.name}' is a counting model", path=engine.path)
         if card.task is not Task.COUNT:
             raise ModelError(f"card '{card.name}' is for task {card.task.value}, not counting", path=engine.path)
         if card.output_stride is None or card.output_stride < 1:
@@ -52,40 +59,12 @@ class CountPredictor:
         check_engine(engine, card, (self.output_name,))
         self._cells = (-(-card.input.height // self.stride), -(-card.input.width // self.stride))
 
-    @property
-    def max_in_flight(self) -> int:
-        return self.engine.num_requests
-
-    def close(self) -> None:
-        """Close the engine (finishing in-flight requests)."""
-        self.engine.close()
-
-    def __enter__(self) -> CountPredictor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"CountPredictor({self.card.name!r}, {self.engine!r}, stride={self.stride})"
 
     def __call__(self, images: Sequence[ImageInput]) -> list[DensityMap]:
         """A density map per image, in that image's pixels; `.count` is the count."""
-        if len(images) == 0:
-            return []
-        prepared = self.preprocess(images)
-        return self.postprocess(self.engine.infer(prepared.batch), prepared)
-
-    def preprocess(self, images: Sequence[ImageInput], *, at_input_scale: bool = False) -> Prepared:
-        """Fit each image to the input, reorder channels, normalise (as the card says);
-        `at_input_scale` as in `DetectionPredictor.preprocess`."""
-        return prepare_images(images, self.card.input, at_input_scale=at_input_scale)
-
-    def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
-        self.engine.submit(prepared.batch, on_done)
-
-    def wait_all(self) -> None:
-        self.engine.wait_all()
+        return super().__call__(images)
 
     def postprocess(self, raw: RawOutputs, prepared: Prepared) -> list[DensityMap]:
         """Each image's density map: padding cells dropped, strides in image pixels."""

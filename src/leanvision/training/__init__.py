@@ -5,8 +5,9 @@ are the loop itself; `model_from_checkpoint` rebuilds a trained model for evalua
 """
 
 from leanvision.training.checkpoint import load_checkpoint, model_from_checkpoint
-from leanvision.training.config import TrainConfig, load_config
+from leanvision.training.config import TrainConfig
 from leanvision.training.loop import HookBase, NonFiniteLossError, Trainer
+from leanvision.training.recipe import load_config
 from leanvision.training.run import TrainResult, resume_config, train
 
 __all__ = [

@@ -1,24 +1,20 @@
-"""The training recipe: one frozen dataclass per option group, YAML is only its saved form.
+"""The training recipe as data: one frozen dataclass per option group, YAML is only its saved form.
 
 `TrainConfig.from_yaml(path)` reads a complete recipe (no `_base_` inheritance; every key is
-documented in `configs/s0_cervical_retinanet.yaml` and `configs/s3_crowd_csrnet.yaml`);
-`load_config(path, overrides)` also applies `key=value` overrides (dotted keys for groups:
-`optimizer.lr=0.005`) and checks the augmentation steps with the builder of the model's task
-(detection or counting ops), so a typo fails before any training.
+documented in `configs/s0_cervical_retinanet.yaml` and `configs/s3_crowd_csrnet.yaml`).
+Reading a recipe with overrides and checking its augmentation against the model's task is
+`training.recipe.load_config`; this module imports nothing of the training world.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leanvision.core import Config, ConfigError, ResizeMode, Task
-from leanvision.core.config import recipe_path
+from leanvision.core import Config, ResizeMode
 
 
 class OptimizerKind(enum.StrEnum):
@@ -50,12 +46,18 @@ class ModelOptions(Config):
             local file, or a name: "imagenet" resolves offline to a package that ships the
             weights or to timm's / torchvision's cache (`models.pretrained`); nothing downloads.
         overrides: architecture keyword overrides passed to `create_model`.
+        auto_anchors: anchor-based detectors: when the model's anchors reach fewer than 98 %
+            of the training boxes (or 90 % of one class's) at the matcher's IoU, refit their
+            sizes and ratios to the boxes (`data.anchors`, YOLOv5's AutoAnchor rule) and train
+            with those; the run's config and checkpoints record the fitted anchors. Anchors
+            given in `overrides` are kept as they are.
     """
 
     name: str = "retinanet_mbv2_slim"
     weights: Path | None = None
     weights_backbone: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    auto_anchors: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,52 +237,3 @@ class TrainConfig(Config):
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-def check_augment(options: AugmentOptions, *, path: str | os.PathLike[str] | None = None,
-                  model: str | None = None) -> None:
-    """Build the augmentation once so unknown ops or parameters fail as a ConfigError.
-
-    The ops are those of the task of `model` (a registered name: detection or counting
-    ops). For a name the registry does not know, the task is the data's, known only when
-    training starts: the steps must then build as the ops of some task.
-    """
-    from leanvision.training.tasks import adapter_for, recipe_task
-
-    task = recipe_task(model) if model is not None else None
-    tasks = [task] if task is not None else [Task.DETECT, Task.COUNT]
-    errors = []
-    for candidate in tasks:
-        try:
-            adapter_for(candidate).check_augment(list(options.steps))
-            return
-        except ConfigError as exc:
-            errors.append(exc)
-    raise ConfigError(errors[0].message, path=path) from None
-
-
-def load_config(
-    path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), *, base: TrainConfig | None = None
-) -> TrainConfig:
-    """Read a recipe (or start from `base`), apply `key=value` overrides, check augmentations.
-
-    Args:
-        path: YAML recipe, or the name of one shipped with leanvision (`recipe_path`);
-            None to start from `base`.
-        overrides: `key=value` items, dotted keys for groups.
-        base: the config to override when `path` is None (e.g. a run's saved config).
-
-    Raises:
-        ConfigError: unreadable file, unknown key, bad value, bad augmentation step.
-    """
-    if path is None and base is None:
-        raise ConfigError("a recipe is needed: --config path.yaml")
-    if path is not None:
-        path = recipe_path(path)
-    config = TrainConfig.from_yaml(path) if path is not None else base
-    try:
-        config = config.with_overrides(list(overrides))
-    except ConfigError as exc:
-        raise ConfigError(exc.message, path=path) from None
-    check_augment(config.augment, path=path, model=config.model.name)
-    return config

@@ -1,6 +1,6 @@
 """Run a torch counting model over a counting set and score it with MAE, RMSE and NAE.
 
-Each image is fitted to the model card's input as deployment fits it (`predict.fit_image`),
+Each image is fitted to the model card's input as deployment fits it (`predict.predict_records`),
 normalised with the card's mean/std and passed through `model.predict`; the density map is
 mapped back to the image (`DensityMap.from_model_output`: cells over padding dropped), so
 the count is the deployed model's count for the whole image. An image that cannot be
@@ -10,19 +10,14 @@ decoded is skipped with a warning and counted; it is not scored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
 from torch import nn
 
 from leanvision.core import DataError, DensityMap, InputSpec
-from leanvision.data.augment.common import read_rgb
 from leanvision.data.formats import CountingSet, Issue, PointRecord
 from leanvision.evaluation.counting import CountingMetrics, counting_metrics
-from leanvision.training.loop import normalize
-from leanvision.training.predict import Progress, fit_image
+from leanvision.training.predict import Progress, predict_records
 
 logger = logging.getLogger(__name__)
 
@@ -50,28 +45,6 @@ class CountPredictions:
         return [float(len(r.points)) for r in self.records]
 
 
-def _loaded(dataset: CountingSet, skipped: list[Issue]) -> Iterator[tuple[PointRecord, np.ndarray]]:
-    for record in dataset.images:
-        path = dataset.image_root / record.file_name
-        try:
-            yield record, read_rgb(path)
-        except DataError as exc:
-            logger.warning("skipping %s", exc)
-            skipped.append(Issue(str(path), exc.message))
-
-
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-@torch.no_grad()
 def predict_counts(
     model: nn.Module,
     dataset: CountingSet,
@@ -92,16 +65,10 @@ def predict_counts(
         progress: called as `progress(done, total)` after each batch.
     """
     result = CountPredictions()
-    mean, std = torch.tensor(spec.mean), torch.tensor(spec.std)
-    for batch in _batches(_loaded(dataset, result.skipped), max(1, batch_size)):
-        fitted = [fit_image(rgb, spec) for _, rgb in batch]
-        tensor = torch.from_numpy(np.stack([image for image, _ in fitted])).permute(0, 3, 1, 2)
-        maps = model.predict(normalize(tensor, mean, std))
-        for (record, _), (_, transform), dm in zip(batch, fitted, maps, strict=True):
-            result.records.append(record)
-            result.maps.append(DensityMap.from_model_output(dm.density, transform, output_stride))
-        if progress is not None:
-            progress(len(result.records) + len(result.skipped), len(dataset.images))
+    for item in predict_records(dataset.images, lambda r: dataset.image_root / r.file_name, spec, model.predict,
+                                batch_size=batch_size, progress=progress, skipped=result.skipped):
+        result.records.append(item.record)
+        result.maps.append(DensityMap.from_model_output(item.output.density, item.transform, output_stride))
     return result
 
 

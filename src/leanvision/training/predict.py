@@ -1,4 +1,5 @@
-"""Run a torch detection model over a dataset and score it with COCO mAP.
+"""Run a torch model over a dataset (the loop every task shares, `predict_records`), and a
+detection model's predictions scored with COCO mAP.
 
 Each image is fitted to the model card's input (stretch or letterbox, `core.letterbox`),
 normalised with the card's mean/std, passed through `model.detect`, and its boxes mapped
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,9 +61,55 @@ def fit_image(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, FitTransfor
     return resized, transform
 
 
-def _loaded(dataset: DetectionSet, skipped: list[Issue]) -> Iterator[tuple[ImageRecord, np.ndarray]]:
-    for record in dataset.images:
-        path = dataset.image_path(record)
+@dataclass(frozen=True)
+class Predicted:
+    """One image's model output, with what maps it back to the image.
+
+    Attributes:
+        record: the dataset record of the image.
+        size: (width, height) of the decoded image.
+        transform: how the image was fitted to the model input (`core.letterbox`).
+        output: the model's result for it, in model-input pixels.
+    """
+
+    record: Any
+    size: tuple[int, int]
+    transform: FitTransform
+    output: Any
+
+
+def predict_records(
+    records: Sequence[Any],
+    path_of: Callable[[Any], Path],
+    spec: InputSpec,
+    infer: Callable[[torch.Tensor], Sequence[Any]],
+    *,
+    batch_size: int = 4,
+    progress: Progress | None = None,
+    skipped: list[Issue],
+) -> Iterator[Predicted]:
+    """The one prediction loop of every task: decode each record's image (an undecodable one
+    is warned about, appended to `skipped` and left out), fit it to the card's input as
+    deployment does, normalise, and call `infer` (e.g. `model.detect`) on batches of
+    `batch_size` under `torch.no_grad()`; yield each image's output in record order."""
+    mean, std = torch.tensor(spec.mean), torch.tensor(spec.std)
+    done = 0
+    for batch in _batches(_loaded(records, path_of, skipped), max(1, batch_size)):
+        fitted = [fit_image(rgb, spec) for _, rgb in batch]
+        tensor = torch.from_numpy(np.stack([image for image, _ in fitted])).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            outputs = infer(normalize(tensor, mean, std))
+        for (record, rgb), (_, transform), output in zip(batch, fitted, outputs, strict=True):
+            yield Predicted(record, (rgb.shape[1], rgb.shape[0]), transform, output)
+        done += len(batch)
+        if progress is not None:
+            progress(done + len(skipped), len(records))
+
+
+def _loaded(records: Sequence[Any], path_of: Callable[[Any], Path],
+            skipped: list[Issue]) -> Iterator[tuple[Any, np.ndarray]]:
+    for record in records:
+        path = path_of(record)
         try:
             yield record, read_rgb(path)
         except DataError as exc:
@@ -69,7 +118,7 @@ def _loaded(dataset: DetectionSet, skipped: list[Issue]) -> Iterator[tuple[Image
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
+    batch: list = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -77,12 +126,6 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
-
-
-@torch.no_grad()
-def _detect_batch(model: nn.Module, images: list[np.ndarray], spec: InputSpec) -> list[Detections]:
-    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    return model.detect(normalize(tensor, torch.tensor(spec.mean), torch.tensor(spec.std)))
 
 
 def predict_dataset(
@@ -106,16 +149,14 @@ def predict_dataset(
         Per decodable image, detections in that image's pixels, clipped to it.
     """
     result = DatasetPredictions()
-    for batch in _batches(_loaded(dataset, result.skipped), max(1, batch_size)):
-        fitted = [fit_image(rgb, spec) for _, rgb in batch]
-        outputs = _detect_batch(model, [image for image, _ in fitted], spec)
-        for (record, rgb), (_, transform), dets in zip(batch, fitted, outputs, strict=True):
-            boxes = transform.invert_boxes(dets.boxes)
-            result.records.append(record)
-            result.sizes.append((rgb.shape[1], rgb.shape[0]))
-            result.detections.append(Detections(boxes, dets.scores, dets.labels).clip(rgb.shape[1], rgb.shape[0]))
-        if progress is not None:
-            progress(len(result.records) + len(result.skipped), len(dataset.images))
+    for item in predict_records(dataset.images, dataset.image_path, spec, model.detect, batch_size=batch_size,
+                                progress=progress, skipped=result.skipped):
+        width, height = item.size
+        dets = item.output
+        result.records.append(item.record)
+        result.sizes.append(item.size)
+        result.detections.append(Detections(item.transform.invert_boxes(dets.boxes), dets.scores,
+                                            dets.labels).clip(width, height))
     return result
 
 

@@ -10,6 +10,7 @@ loop position and RNG states, and data order and augmentation depend only on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -25,7 +26,7 @@ from torch import nn
 from leanvision.core import ConfigError, ModelCard, ModelError, Task
 from leanvision.data.formats import Issue
 from leanvision.training.checkpoint import LAST, load_checkpoint, resolve_checkpoint, restore_rng
-from leanvision.training.config import TrainConfig, load_config
+from leanvision.training.config import TrainConfig
 from leanvision.training.data import TrainData
 from leanvision.training.hooks import (
     AmpHook,
@@ -42,6 +43,7 @@ from leanvision.training.hooks import (
 from leanvision.training.hooks.precise_bn import update_bn_stats
 from leanvision.training.loop import Batch, HookBase, Trainer, normalize
 from leanvision.training.optim import build_optimizer
+from leanvision.training.recipe import load_config
 from leanvision.training.tasks import TaskAdapter, adapter_for, data_task, recipe_task
 
 logger = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ def build_hooks(
     if config.time_budget_minutes is not None:
         hooks.append(TimeBudgetHook(config.time_budget_minutes * 60))
     if data.val is not None:
-        hooks.append(EvalHook(adapter.evaluator(config, data.val, card), period=config.eval.period,
+        hooks.append(EvalHook(adapter.evaluator(data.val, card, batch_size=config.eval.batch_size), period=config.eval.period,
                               prepare=_precise_bn(loader, card, config.eval.precise_bn_batches), shown=adapter.shown))
     hooks.append(MetricsLogHook(run_dir, batch_size=config.loader.batch_size))
     hooks.append(CheckpointHook(run_dir, card=card, config=config.to_dict(), period=config.checkpoint.period,
@@ -238,12 +240,18 @@ def train(
     registered = None if model_factory is not None else recipe_task(config.model.name)
     adapter = adapter_for(registered or data_task(config.data.train))
     with seeded(config.seed, deterministic=config.deterministic, threads=config.loader.threads):
-        data = adapter.load_data(config)
+        data = adapter.load_data(config.data, workers=max(1, config.loader.workers))
         model = (model_factory or registry_factory(config))(len(data.classes))
+        fitted = {} if model_factory is not None else adapter.model_overrides(model, config.model, data, config.data)
+        if fitted:  # e.g. anchors fitted to the boxes: rebuilt, and recorded in the run's config
+            config = config.replace(model=dataclasses.replace(config.model,
+                                                              overrides={**config.model.overrides, **fitted}))
+            model = registry_factory(config)(len(data.classes))
         _check_task(model, adapter.task, config.model.name)
         card = model.card(class_names=data.classes, input_size=config.data.input_size,
                           resize=config.data.resize, scale=config.data.scale)
-        loader = adapter.train_loader(config, data, card, model)
+        loader = adapter.train_loader(data, card, model, augment=config.augment, loader=config.loader,
+                                      seed=config.seed)
         trainer = Trainer(model, loader, build_optimizer(model, config.optimizer), mean=card.input.mean,
                           std=card.input.std, channels_last=config.channels_last)
         hooks = build_hooks(config, model, card, data, run_dir, loader=loader, adapter=adapter, progress=progress)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from leanvision.compression.quantize import report as reporting
+from leanvision.compression.quantize.backend import QuantizerBackend
 from leanvision.compression.quantize.budget import BudgetOutcome, BudgetSearch
 from leanvision.compression.quantize.calibration import (
     CalibrationImages,
@@ -51,17 +52,17 @@ from leanvision.compression.quantize.speed import SpeedCase, Throughput, measure
 from leanvision.compression.quantize.validation import Metric, ValidationSet, load_validation_set
 from leanvision.compression.quantize.workspace import (
     check_out,
-    commit,
     load_fp32_card,
     quantized_card,
-    staging_dir,
 )
 from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.errors import ConfigError, ModelError
+from leanvision.core.io import replace_dir, staging_dir
 from leanvision.runtime import Backend, PrecisionHint, load_predictor
 from leanvision.runtime.engines.base import as_backend
 from leanvision.runtime.hardware import CpuInfo, detect_cpu
-from leanvision.runtime.predictor import find_model_file, read_image
+from leanvision.runtime.load import find_model_file
+from leanvision.runtime.preprocess import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ SWITCH = "lv_keep_fp32"
 FEATURES = "lv_features"
 
 
-def adapter_for(backend: Backend) -> OpenVinoQuantizer | OnnxRuntimeQuantizer:
+def adapter_for(backend: Backend) -> QuantizerBackend:
     return OpenVinoQuantizer() if backend is Backend.OPENVINO else OnnxRuntimeQuantizer()
 
 
@@ -121,7 +122,7 @@ class _Job:
     backend: Backend
     options: QuantizeOptions
     card: ModelCard
-    adapter: Any
+    adapter: QuantizerBackend
     fp32: Any
     nodes: list[Node]
     layers: list[Node]
@@ -190,7 +191,7 @@ def _fallback(requested: Fallback, backend: Backend, cpu: CpuInfo, warn: Callabl
     return PrecisionHint.BF16
 
 
-def _feature_fn(job_adapter: Any, fp32: Any, card: ModelCard) -> Callable[[np.ndarray], np.ndarray]:
+def _feature_fn(job_adapter: QuantizerBackend, fp32: Any, card: ModelCard) -> Callable[[np.ndarray], np.ndarray]:
     """batch -> (N, C) globally average-pooled activations of the backbone's last output."""
     source = feature_source(job_adapter.graph_order(fp32), card.layer_groups)
     runner = job_adapter.runner(job_adapter.with_output(fp32, source))
@@ -470,7 +471,7 @@ def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> Quantize
         card = _card(job, measured, precision, speeds)
         card.save(staging / CARD_FILENAME)
         reporting.write_reports(staging, report, measured.sensitivity)
-        commit(staging, job.out)
+        replace_dir(staging, job.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -24,9 +24,8 @@ import numpy as np
 
 from leanvision.compression.quantize.options import CalibSelect
 from leanvision.compression.quantize.select import select
-from leanvision.core.enums import Task
 from leanvision.core.errors import DataError
-from leanvision.data.formats import TASK_OF_FORMAT, detect_format, read_counting, read_detection
+from leanvision.data.formats import detect_format, read_dataset
 from leanvision.data.images import is_image, list_images
 
 logger = logging.getLogger(__name__)
@@ -44,8 +43,7 @@ def nncf_subset_size(images: int, batch_size: int = 1) -> int:
 
 
 def image_files(path: Path) -> list[Path]:
-    """The image files of a detection or counting dataset (any format) or of a plain folder
-    (recursive).
+    """The image files of a dataset of any task and format, or of a plain folder (recursive).
 
     Raises:
         DataError: the path does not exist or holds no image file.
@@ -60,14 +58,7 @@ def image_files(path: Path) -> list[Path]:
         fmt = detect_format(path)
     except DataError:
         fmt = None
-    if fmt is not None and TASK_OF_FORMAT[fmt] is Task.DETECT:
-        dataset = read_detection(path)
-        files = [dataset.image_path(record) for record in dataset.images]
-    elif fmt is not None and TASK_OF_FORMAT[fmt] is Task.COUNT:
-        points = read_counting(path)
-        files = [points.image_root / record.file_name for record in points.images]
-    else:
-        files = list(list_images(path))
+    files = read_dataset(path, fmt).image_files() if fmt is not None else list(list_images(path))
     if not files:
         raise DataError("no image files in the calibration set", path=path)
     return files

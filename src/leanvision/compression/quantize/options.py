@@ -112,13 +112,6 @@ class QuantizeOptions(Config):
             raise ValueError("the accuracy budget (max_drop) needs the sensitivity ranking")
         if self.bench_seconds < 0:
             raise ValueError(f"bench_seconds cannot be negative, got {self.bench_seconds}")
-        # Modes given as strings (Python callers, dataclasses.replace) become their enums, so
-        # `calib_select="similar"` works as the CLI's `--calib-select similar` does.
-        for name, kind in (("calib_select", CalibSelect), ("fallback", Fallback), ("preset", Preset),
-                           ("ort_method", OrtMethod)):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, kind):
-                object.__setattr__(self, name, kind(value))
 
     @property
     def nncf_preset(self) -> Preset:

@@ -23,12 +23,9 @@ import numpy as np
 
 from leanvision.compression.quantize.calibration import is_grayscale
 from leanvision.core.card import ModelCard
-from leanvision.core.enums import Task
-from leanvision.core.errors import ConfigError, DataError
+from leanvision.core.errors import DataError
 from leanvision.core.protocols import Prepared
-from leanvision.data.formats import drop_outside_points, read_counting, read_detection
-from leanvision.evaluation.counting import CountingScorer
-from leanvision.evaluation.detection import DetectionScorer
+from leanvision.data.labelled import load_labelled_set
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +62,7 @@ class Metric:
 
 MAP50 = Metric("map50", "mAP@0.5", True, "points")
 MAE = Metric("mae", "MAE", False, "objects per image")
+METRICS = {m.key: m for m in (MAP50, MAE)}  # by the headline figure of a labelled set
 
 
 class ValidationSet:
@@ -128,48 +126,16 @@ class ValidationSet:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Labelled:
+class _Readable:
     files: list[Path]
     truth: list[Any]
     sizes: list[tuple[int, int]]
 
 
-def _read_detection_set(path: Path, class_names: Sequence[str]) -> tuple[list[Path], list[Any]]:
-    try:
-        dataset = read_detection(path)
-    except DataError as exc:
-        raise DataError(f"the validation set needs labels (a COCO, VOC or YOLO detection set): {exc.message}",
-                        path=path) from None
-    if tuple(dataset.classes) != tuple(class_names):
-        raise DataError(f"validation classes {list(dataset.classes)} differ from the model's {list(class_names)}",
-                        path=path)
-    if not dataset.images:
-        raise DataError("the validation set has no images", path=path)
-    if dataset.num_objects == 0:
-        raise DataError("the validation set has no labelled box: mAP@0.5 needs ground truth", path=path)
-    for issue in dataset.issues:
-        logger.warning("validation labels: %s (left out)", issue)
-    return [dataset.image_path(r) for r in dataset.images], [r.targets for r in dataset.images]
-
-
-def _read_counting_set(path: Path) -> tuple[list[Path], list[Any]]:
-    try:
-        dataset = read_counting(path)
-    except DataError as exc:
-        raise DataError(f"the validation set needs point labels (points.json, points.csv or ShanghaiTech): "
-                        f"{exc.message}", path=path) from None
-    if not dataset.images:
-        raise DataError("the validation set has no images", path=path)
-    dataset, outside = drop_outside_points(dataset)
-    for issue in [*dataset.issues, *outside]:
-        logger.warning("validation labels: %s", issue)
-    return [dataset.image_root / r.file_name for r in dataset.images], [float(len(r.points)) for r in dataset.images]
-
-
 def _readable(path: Path, files: Sequence[Path], truth: Sequence[Any],
-              reader: Callable[[Path], np.ndarray]) -> _Labelled:
+              reader: Callable[[Path], np.ndarray]) -> _Readable:
     """The images that decode (others warned about and left out), checked for colour."""
-    kept = _Labelled([], [], [])
+    kept = _Readable([], [], [])
     gray = 0
     for file, target in zip(files, truth, strict=True):
         try:
@@ -194,29 +160,20 @@ def _readable(path: Path, files: Sequence[Path], truth: Sequence[Any],
 def load_validation_set(path: Path, card: ModelCard, *, reader: Callable[[Path], np.ndarray],
                         preprocess: Callable[[list[np.ndarray]], Prepared],
                         postprocess: Postprocess) -> ValidationSet:
-    """Read a labelled set of the card's task and check every image decodes.
+    """Read a labelled set of the card's task (`data.labelled`) and check every image decodes.
 
     Raises:
         DataError: no labels, no image, no box, classes differing from the model's, no
             readable image, or only grayscale images.
-        ConfigError: a task quantization cannot score (only detection and counting).
+        ConfigError: a task quantization cannot score.
     """
-    if card.task is Task.DETECT:
-        files, truth = _read_detection_set(path, card.class_names)
-    elif card.task is Task.COUNT:
-        files, truth = _read_counting_set(path)
-    else:
-        raise ConfigError(f"quantization scores detection (mAP@0.5) and counting (MAE) models; "
-                          f"this model's task is {card.task.value}")
-    data = _readable(path, files, truth, reader)
+    labelled = load_labelled_set(path, card)
+    for issue in labelled.issues:
+        logger.warning("validation labels: %s (left out)", issue)
+    data = _readable(path, labelled.files, labelled.truth, reader)
 
     def prepare(batch_files: list[Path]) -> Prepared:
         return preprocess([reader(f) for f in batch_files])
 
-    if card.task is Task.DETECT:
-        scorer = DetectionScorer(tuple(data.truth), tuple(data.sizes), tuple(card.class_names))
-        metric, objects = MAP50, sum(len(t) for t in data.truth)
-    else:
-        scorer, metric, objects = CountingScorer(tuple(data.truth)), MAE, round(sum(data.truth))
-    return ValidationSet(path, data.files, metric, objects, prepare=prepare, postprocess=postprocess,
-                         scorer=scorer)
+    return ValidationSet(path, data.files, METRICS[labelled.metric], labelled.objects, prepare=prepare,
+                         postprocess=postprocess, scorer=labelled.make_scorer(data.truth, data.sizes))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from leanvision import __version__
 from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.enums import Precision
 from leanvision.core.errors import ConfigError, ModelError
-from leanvision.core.io import replace_dir
+from leanvision.core.io import check_output_dir
 
 OUTPUT_FILES = frozenset({"model.xml", "model.bin", "model.onnx", CARD_FILENAME, "quant_report.json",
                           "quant_report.md", "quant_report.html", "quant_sensitivity.png"})
@@ -44,26 +43,7 @@ def check_out(out: Path, model_dir: Path) -> None:
     """ConfigError unless `out` can become (or replace) a quantized model directory."""
     if out.resolve() == model_dir.resolve():
         raise ConfigError("--out is the input model directory; write the INT8 model elsewhere", path=out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("the output path exists and is not a directory", path=out)
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
-        if foreign:
-            raise ConfigError(f"refusing to replace a directory that is not a quantized model (it holds "
-                              f"{foreign[0]!r}); choose another --out", path=out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}", path=out) from None
-
-
-def staging_dir(out: Path) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-
-
-def commit(staging: Path, out: Path) -> None:
-    """Move the finished `staging` directory to `out`, replacing a previous result whole."""
-    replace_dir(staging, out)
+    check_output_dir(out, allowed=OUTPUT_FILES, what="a quantized model")
 
 
 def _version(name: str) -> str:

@@ -200,7 +200,6 @@ class Resize(Config):
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
-        object.__setattr__(self, "mode", ResizeMode(self.mode))  # "letterbox" given directly
         if not 0 <= self.pad_value <= 255:
             raise ValueError(f"pad_value must be a grey level in [0, 255], got {self.pad_value}")
 

@@ -108,8 +108,6 @@ class ReplaceBackgroundConfig(Config):
 
     def __post_init__(self) -> None:
         _check(self.p, self.max_tries)
-        if self.stain_norm is not None:
-            object.__setattr__(self, "stain_norm", StainNorm(self.stain_norm))
 
 
 class ReplaceBackground:

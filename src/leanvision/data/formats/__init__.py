@@ -50,6 +50,14 @@ TASK_OF_FORMAT = {
     Format.MASKS: Task.SEGMENT,
 }
 
+# What a dataset of each task is, for messages.
+DATASETS_OF_TASK = {
+    Task.DETECT: "a detection dataset (COCO, VOC or YOLO)",
+    Task.CLASSIFY: "a classification dataset (class folders of images)",
+    Task.COUNT: "a counting dataset (points.json, points.csv or ShanghaiTech)",
+    Task.SEGMENT: "a segmentation dataset (masks/ + classes.json)",
+}
+
 _READERS = {
     Format.COCO: read_coco,
     Format.VOC: read_voc,
@@ -123,21 +131,24 @@ def read_dataset(path: Path, fmt: Format | None = None) -> AnyDataset:
     return _READERS[fmt](path)
 
 
+def read_of_task(path: Path, task: Task) -> AnyDataset:
+    """Read the dataset at `path`; DataError naming what was expected if its format is another task's."""
+    fmt = detect_format(path)
+    if TASK_OF_FORMAT[fmt] is not task:
+        raise DataError(f"expected {DATASETS_OF_TASK[task]}, found a {fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
+    return read_dataset(path, fmt)
+
+
 def read_detection(path: Path) -> DetectionSet:
     """Read a detection dataset in any detection format."""
-    fmt = detect_format(path)
-    if TASK_OF_FORMAT[fmt] is not Task.DETECT:
-        raise DataError(f"expected a detection dataset, found a {fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
-    return _READERS[fmt](path)
+    dataset = read_of_task(path, Task.DETECT)
+    assert isinstance(dataset, DetectionSet)
+    return dataset
 
 
 def read_counting(path: Path) -> CountingSet:
     """Read a counting set (points.json / points.csv / ShanghaiTech); DataError for another task's."""
-    fmt = detect_format(path)
-    if TASK_OF_FORMAT[fmt] is not Task.COUNT:
-        raise DataError(f"expected a counting dataset (points.json, points.csv or ShanghaiTech), found a "
-                        f"{fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
-    dataset = read_dataset(path, fmt)
+    dataset = read_of_task(path, Task.COUNT)
     assert isinstance(dataset, CountingSet)
     return dataset
 

@@ -25,6 +25,10 @@ class ClassificationSet:
     image_root: Path
     issues: list[Issue] = field(default_factory=list)
 
+    def image_files(self) -> list[Path]:
+        """Every image file of the set, in its order."""
+        return [self.image_root / name for name, _ in self.items]
+
 
 def read_imagefolder(path: Path) -> ClassificationSet:
     if not path.is_dir():

@@ -43,6 +43,10 @@ class CountingSet:
     image_root: Path
     issues: list[Issue] = field(default_factory=list)
 
+    def image_files(self) -> list[Path]:
+        """Every image file of the set, in its order."""
+        return [self.image_root / r.file_name for r in self.images]
+
 
 def _points(value, where: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)

@@ -46,6 +46,10 @@ class DetectionSet:
     image_root: Path
     issues: list[Issue] = field(default_factory=list)
 
+    def image_files(self) -> list[Path]:
+        """Every image file of the set, in its order."""
+        return [self.image_root / r.file_name for r in self.images]
+
     def image_path(self, record: ImageRecord) -> Path:
         return self.image_root / record.file_name
 

@@ -34,6 +34,10 @@ class SegmentationSet:
     ignore_index: int = DEFAULT_IGNORE_INDEX
     issues: list[Issue] = field(default_factory=list)
 
+    def image_files(self) -> list[Path]:
+        """Every image file of the set, in its order."""
+        return [self.image_root / image for image, _ in self.items]
+
 
 def read_masks(path: Path) -> SegmentationSet:
     classes_path = path / CLASSES_JSON

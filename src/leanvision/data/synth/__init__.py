@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from leanvision.core import ConfigError, DataError, Task
+from leanvision.core.config import as_enum
 from leanvision.core.io import atomic_write_text
 from leanvision.data.synth import classify, count, detect, segment
 from leanvision.data.synth import slides as slide_sets
 from leanvision.data.synth.common import Progress, val_count
 
-DEFAULT_IMAGES = {Task.DETECT: 120, Task.COUNT: 60, Task.SEGMENT: 60}  # classify: see classify.py
 DEFAULT_LARGE_IMAGES = 3
 SUMMARY_FILE = "synth.json"
 _OUTPUT_DIRS = ("train", "val", "slides", "large")
@@ -38,17 +40,19 @@ def _check_range(name: str, value: int, low: int, high: int | None = None, why: 
 
 def _check_args(task: Task, images: int | None, slides_: int, slide_size: int,
                 large_images: int | None, large_size: int) -> None:
-    if images is not None and task is Task.CLASSIFY:
-        _check_range("images", images, classify.NUM_CLASSES, why=f" (one for each of the {classify.NUM_CLASSES} classes)")
-    elif images is not None:
-        _check_range("images", images, 1)
+    row = _TASKS[task]
+    why = f" (one for each of the {row.min_images} classes)" if row.min_images > 1 else ""
+    if images is not None:
+        _check_range("images", images, row.min_images, why=why)
     _check_range("slides", slides_, 0)
-    if slides_ and task is not Task.DETECT:
-        raise ConfigError(f"slides are made for the detect task only, not {task}")
+    if slides_ and not row.slides:
+        raise ConfigError(f"slides are made for the {', '.join(t for t, r in _TASKS.items() if r.slides)} task only, "
+                          f"not {task}")
     _check_range("slide_size", slide_size, slide_sets.MIN_SIZE, slide_sets.MAX_SIZE,
                  why=" (JPEG allows at most 65500 px a side)" if slide_size > slide_sets.MAX_SIZE else "")
-    if large_images is not None and task is not Task.COUNT:
-        raise ConfigError(f"large images are made for the count task only, not {task}")
+    if large_images is not None and not row.large:
+        raise ConfigError(f"large images are made for the {', '.join(t for t, r in _TASKS.items() if r.large)} task "
+                          f"only, not {task}")
     _check_range("large_images", large_images or 0, 0)
     _check_range("large_size", large_size, 1024, count.MAX_LARGE_SIZE)
 
@@ -75,7 +79,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _detect(out: Path, train: int, seed: int, slides_: int, slide_size: int, progress: Progress | None) -> dict:
+def _detect(out: Path, train: int, seed: int, progress: Progress | None, *, slides_: int, slide_size: int,
+            **_: object) -> dict:
     splits = {
         "train": detect.write_tiles(out / "train", "train", train, seed=seed, progress=progress),
         "val": detect.write_tiles(out / "val", "val", val_count(train), seed=seed, progress=progress),
@@ -85,7 +90,8 @@ def _detect(out: Path, train: int, seed: int, slides_: int, slide_size: int, pro
     return {"classes": list(detect.CLASSES), "splits": splits}
 
 
-def _count(out: Path, train: int, seed: int, large: int, large_size: int, progress: Progress | None) -> dict:
+def _count(out: Path, train: int, seed: int, progress: Progress | None, *, large: int, large_size: int,
+           **_: object) -> dict:
     splits = {
         "train": count.write_crowds(out / "train", "train", train, seed=seed, progress=progress),
         "val": count.write_crowds(out / "val", "val", val_count(train), seed=seed, progress=progress),
@@ -95,7 +101,7 @@ def _count(out: Path, train: int, seed: int, large: int, large_size: int, progre
     return {"splits": splits}
 
 
-def _classify(out: Path, train: int | None, seed: int, progress: Progress | None) -> dict:
+def _classify(out: Path, train: int | None, seed: int, progress: Progress | None, **_: object) -> dict:
     counts = classify.class_counts(seed, train)
     splits = {
         "train": classify.write_products(out / "train", "train", counts, seed=seed, progress=progress),
@@ -105,12 +111,32 @@ def _classify(out: Path, train: int | None, seed: int, progress: Progress | None
             "train_per_class": {"max": int(counts.max()), "min": int(counts.min())}}
 
 
-def _segment(out: Path, train: int, seed: int, progress: Progress | None) -> dict:
+def _segment(out: Path, train: int, seed: int, progress: Progress | None, **_: object) -> dict:
     splits = {
         "train": segment.write_streets(out / "train", "train", train, seed=seed, progress=progress),
         "val": segment.write_streets(out / "val", "val", val_count(train), seed=seed, progress=progress),
     }
     return {"classes": list(segment.CLASSES), "ignore_index": segment.IGNORE, "splits": splits}
+
+
+@dataclass(frozen=True)
+class _Synth:
+    """One task's synthetic set: its writer, default training images (None: the writer's
+    own), the fewest images it can make, and the extras it writes (slides, large images)."""
+
+    write: Callable[..., dict]
+    images: int | None
+    min_images: int = 1
+    slides: bool = False
+    large: bool = False
+
+
+_TASKS = {
+    Task.DETECT: _Synth(_detect, 120, slides=True),
+    Task.COUNT: _Synth(_count, 60, large=True),
+    Task.CLASSIFY: _Synth(_classify, None, min_images=classify.NUM_CLASSES),  # ~615, Zipf: see classify.py
+    Task.SEGMENT: _Synth(_segment, 60),
+}
 
 
 def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = None,
@@ -140,23 +166,15 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
         ...} plus "classes" where the task has them; also written (without "out") to
         `out/synth.json`.
     """
-    try:
-        task = Task(task)
-    except ValueError:
-        raise ConfigError(f"unknown task {task!r} (choose from {', '.join(Task)})") from None
+    task = as_enum(Task, task, what="task")
     _check_range("seed", seed, 0)
     _check_args(task, images, slides, slide_size, large_images, large_size)
     _prepare(out, overwrite)
-    train = images if images is not None else DEFAULT_IMAGES.get(task)
-    if task is Task.DETECT:
-        body = _detect(out, train, seed, slides, slide_size, progress)
-    elif task is Task.COUNT:
-        large = DEFAULT_LARGE_IMAGES if large_images is None else large_images
-        body = _count(out, train, seed, large, large_size, progress)
-    elif task is Task.CLASSIFY:
-        body = _classify(out, images, seed, progress)
-    else:
-        body = _segment(out, train, seed, progress)
+    row = _TASKS[task]
+    train = images if images is not None else row.images
+    large = DEFAULT_LARGE_IMAGES if large_images is None else large_images
+    body = row.write(out, train, seed, progress, slides_=slides, slide_size=slide_size, large=large,
+                     large_size=large_size)
     summary = {"task": str(task), "seed": seed, **body}
     # The file leaves out `out` so that two runs with one seed write identical bytes.
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")

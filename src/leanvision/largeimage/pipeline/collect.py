@@ -3,12 +3,9 @@
 `ImageBook` gathers the results of each image's tiles as they come back (in any order,
 from the post-processing thread) and, once the image's reader has finished and every tile
 has its result, hands the image to the `Merger`. The merger runs on its own thread and
-writes the outputs. For a detector it maps the tiles' detections to image pixels, applies
-the keep regions and merges across tiles (`merge_detections` with each box's tile, so
-boxes of one tile never fuse). For a counting model it stitches the tiles' density maps
-into one map of the image (`DenseStitcher`, DENSITY: each tile's count is kept, overlaps
-are averaged), whose sum is the count. Both engines (local, Ray) feed the same book, so
-they merge identically.
+hands each image to the merger of the card's task (`core.tasks.DEPLOY_TASKS`, the classes in
+`pipeline.tasks`), which merges the tiles' results and writes the outputs. Both engines
+(local, Ray) feed the same book, so they merge identically.
 """
 
 from __future__ import annotations
@@ -24,22 +21,10 @@ import numpy as np
 from leanvision.core.card import ModelCard
 from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
-from leanvision.core.enums import Task
+from leanvision.core.tasks import deploy_task, load_object
 from leanvision.largeimage.grid import Tile
-from leanvision.largeimage.merge import (
-    DenseKind,
-    DenseStitcher,
-    MergeOptions,
-    merge_detections,
-    tiles_to_image,
-)
 from leanvision.largeimage.pipeline.options import PipelineOptions
-from leanvision.largeimage.pipeline.outputs import (
-    CountResult,
-    ImageResult,
-    write_count_outputs,
-    write_image_outputs,
-)
+from leanvision.largeimage.pipeline.outputs import CountResult, ImageResult
 from leanvision.largeimage.pipeline.stats import StageClock
 
 TileResult = Detections | DensityMap  # what a predictor returns for one tile (tile-input pixels)
@@ -65,30 +50,6 @@ class _Image:
     received: int = 0
     read_done: bool = False
     preview: np.ndarray | None = None
-
-
-def merge_tiles(per_tile: Sequence[Detections], tiles: Sequence[Tile], size: tuple[int, int],
-                options: MergeOptions) -> Detections:
-    """One image's detections from its tiles' (tile-input pixels): map, keep, merge."""
-    dets, tile_index = tiles_to_image(per_tile, tiles, size)
-    return merge_detections(dets, options, tile_index=tile_index)
-
-
-def stitch_density(per_tile: Sequence[DensityMap], tiles: Sequence[Tile], size: tuple[int, int]) -> DensityMap:
-    """One image's density map from its tiles' maps (in tile-input pixels).
-
-    The canvas has one cell per model output cell at the grid's scale (stride = window /
-    input x the tiles' map stride, in image pixels); each tile's map is placed over its window keeping its
-    sum, cropped to the image, and overlaps are averaged (`merge.DenseStitcher`).
-    """
-    first, tile = per_tile[0], tiles[0]
-    # Square canvas cells at the finer of the two axes' strides: a fit grid that stretches
-    # the image has different x and y strides; the stitcher resamples keeping each sum.
-    stride = min(tile.w / tile.out_w * first.stride[0], tile.h / tile.out_h * first.stride[1])
-    stitcher = DenseStitcher(size[0], size[1], stride=stride, kind=DenseKind.DENSITY)
-    for tile_map, tile in zip(per_tile, tiles, strict=True):
-        stitcher.add(tile, tile_map.density)
-    return DensityMap(stitcher.result()[0], stitcher.stride)
 
 
 class ImageBook:
@@ -169,17 +130,14 @@ class Merger:
 
     Args:
         options: the pipeline options (how detections are merged, which files to write).
-        card: the model's card: its task says whether tiles hold detections or density
-            maps; its class names go into detection outputs.
+        card: the model's card: its task picks how tiles are merged and written.
         clock: receives the merge stage's wall and CPU time (merge + writing).
         out_dir: where outputs go; None: results are only kept in memory.
     """
 
     def __init__(self, options: PipelineOptions, card: ModelCard, clock: StageClock, out_dir: Path | None) -> None:
         self.options = options
-        self.merge = options.merge
-        self.counting = card.task is Task.COUNT
-        self.class_names = tuple(card.class_names)
+        self.task = load_object(deploy_task(card.task).tile_merger)(options, card)
         self.clock = clock
         self.out_dir = out_dir
         self.results: dict[int, ImageResult | CountResult] = {}
@@ -204,23 +162,7 @@ class Merger:
 
     def _finish(self, image_id: int, image: _Image) -> None:
         assert image.size is not None
-        if self.counting:
-            self._finish_count(image_id, image)
-            return
-        per_tile = [r if r is not None else Detections.empty() for r in image.results]
-        merged = merge_tiles(per_tile, image.tiles, image.size, self.merge)
-        result = ImageResult(image.path, image.size[0], image.size[1], merged, len(image.tiles))
-        if self.out_dir is not None:
-            write_image_outputs(self.out_dir, image.stem, result, self.class_names, image.preview)
-        self.results[image_id] = result
-
-    def _finish_count(self, image_id: int, image: _Image) -> None:
-        assert image.size is not None
-        density = stitch_density(image.results, image.tiles, image.size)
-        result = CountResult(image.path, image.size[0], image.size[1], density, len(image.tiles))
-        if self.out_dir is not None:
-            write_count_outputs(self.out_dir, image.stem, result, image.preview, density=self.options.density)
-        self.results[image_id] = result
+        self.results[image_id] = self.task.finish(image, self.out_dir)
 
     def check(self) -> None:
         if self.error is not None:

@@ -96,13 +96,6 @@ class RayOptions(Config):
             raise ConfigError(f"cpus_per_actor must be positive, got {self.cpus_per_actor}")
 
 
-def _member(kind: type[enum.StrEnum], value: object, name: str) -> enum.StrEnum:
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be one of {[m.value for m in kind]}, got {value!r}") from None
-
-
 # Measured on the 2-core machine (docs/large-images.md, "Defaults"): two reader processes
 # keep one JPEG decoding while the other's tiles are inferred; batch 1 with the engine's
 # optimal number of requests matched batch 4-8 in throughput at lower memory. (S3's "4N
@@ -151,10 +144,6 @@ class PipelineOptions(Config):
     start_method: StartMethod = StartMethod.FORKSERVER
 
     def __post_init__(self) -> None:
-        # Accept the enums' string values when constructed directly, as from_dict does.
-        for name, kind in (("engine", EngineKind), ("start_method", StartMethod), ("reader", ReaderKind)):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, _member(kind, getattr(self, name), name))
         for name in ("readers", "batch", "preview_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

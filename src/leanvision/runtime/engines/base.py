@@ -26,9 +26,9 @@ from typing import Self
 
 import numpy as np
 
-from leanvision.core.config import Config
+from leanvision.core.config import Config, as_enum
 from leanvision.core.enums import Precision
-from leanvision.core.errors import ConfigError, ModelError
+from leanvision.core.errors import ModelError
 
 Outputs = dict[str, np.ndarray]
 OnDone = Callable[[Outputs], None]
@@ -190,9 +190,4 @@ def warn_once(key: str, message: str) -> None:
 
 
 def as_backend(value: Backend | str | None) -> Backend | None:
-    if value is None or isinstance(value, Backend):
-        return value
-    try:
-        return Backend(value)
-    except ValueError:
-        raise ConfigError(f"unknown backend {value!r} (known: {', '.join(b.value for b in Backend)})") from None
+    return value if value is None else as_enum(Backend, value, what="backend")

@@ -11,10 +11,12 @@ a few training batches with the current weights fixes that (Wu & Johnson 2021, "
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from leanvision.training.loop import Batch
 
@@ -24,7 +26,6 @@ def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
-@torch.no_grad()
 def update_bn_stats(
     model: nn.Module,
     batches: Iterable[Batch],
@@ -32,7 +33,8 @@ def update_bn_stats(
     num_batches: int,
     prepare: Callable[[torch.Tensor], torch.Tensor],
 ) -> int:
-    """Replace every BatchNorm's running statistics by their average over `num_batches`.
+    """Replace every BatchNorm's running statistics by their average over `num_batches`
+    (`torch.optim.swa_utils.update_bn` over the prepared images of the first batches).
 
     Args:
         model: called as `model(images)`; left in eval mode.
@@ -43,23 +45,18 @@ def update_bn_stats(
     Returns:
         The number of batches used (0 if the model has no BatchNorm).
     """
-    norms = _batch_norms(model)
-    if not norms or num_batches <= 0:
+    if not _batch_norms(model) or num_batches <= 0:
         return 0
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # None = cumulative average over the batches seen
-    model.train()
     used = 0
-    try:
-        for images, _, _ in batches:
-            if used == num_batches:
-                break
-            model(prepare(images))
+
+    def inputs() -> Iterator[torch.Tensor]:
+        nonlocal used
+        for images, _, _ in itertools.islice(batches, num_batches):
             used += 1
+            yield prepare(images)
+
+    try:
+        update_bn(inputs(), model)
     finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
         model.eval()
     return used

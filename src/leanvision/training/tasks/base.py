@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from leanvision.core import ConfigError, ModelCard, Task
+from leanvision.data.tasks import TORCH_TASKS, torch_task
 
 if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from leanvision.training.config import TrainConfig
+    from leanvision.data.labelled import LabelledSet
+    from leanvision.training.config import AugmentOptions, DataOptions, LoaderOptions, ModelOptions
     from leanvision.training.data import TrainData
 
 Evaluate = Callable[["nn.Module"], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What `leanvision val` shows and saves for one checkpoint on one labelled set.
+
+    Attributes:
+        lines: the report, one printed line each.
+        json: the figures for `metrics.json` (beside the checkpoint and data paths).
+    """
+
+    lines: tuple[str, ...]
+    json: dict[str, Any]
 
 
 class TaskAdapter(Protocol):
@@ -41,29 +57,39 @@ class TaskAdapter(Protocol):
         """ConfigError if a recipe's augmentation steps are not valid for this task."""
         ...
 
-    def load_data(self, config: TrainConfig) -> TrainData:
-        """The screened training (and validation) sets and the class names."""
+    def load_data(self, data: DataOptions, *, workers: int) -> TrainData:
+        """The screened training (and validation) sets and the class names (`workers` threads decode)."""
         ...
 
-    def train_loader(self, config: TrainConfig, data: TrainData, card: ModelCard, model: nn.Module) -> DataLoader:
+    def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
+                        data_options: DataOptions) -> dict[str, Any]:
+        """Architecture overrides fitted to the training data (e.g. anchors), to rebuild the
+        model with before training; empty to train `model` as built."""
+        ...
+
+    def train_loader(self, data: TrainData, card: ModelCard, model: nn.Module, *, augment: AugmentOptions,
+                     loader: LoaderOptions, seed: int) -> DataLoader:
         """Batches `(uint8 images, targets, indices)` the model's `compute_loss` takes."""
         ...
 
-    def evaluator(self, config: TrainConfig, val: Any, card: ModelCard) -> Evaluate:
+    def evaluator(self, val: Any, card: ModelCard, *, batch_size: int) -> Evaluate:
         """model -> evaluation figures on `val` (what the EvalHook calls)."""
+        ...
+
+    def validate(self, model: nn.Module, labelled: LabelledSet, card: ModelCard, *, batch_size: int,
+                 progress: Callable[[int, int], None] | None, out_dir: Path) -> Validation:
+        """Score a trained model on a labelled set (`leanvision val`); plots go into `out_dir`."""
         ...
 
 
 def adapter_for(task: Task | str) -> TaskAdapter:
-    """The adapter of `task`; ConfigError for a task that cannot be trained yet."""
-    from leanvision.training.tasks.count import CountAdapter
-    from leanvision.training.tasks.detect import DetectAdapter
+    """The adapter of `task` (`data.tasks.TORCH_TASKS`); ConfigError for a task that cannot be trained yet."""
+    return torch_task(task, doing="trained").load("adapter")()
 
-    adapters: dict[Task, TaskAdapter] = {Task.DETECT: DetectAdapter(), Task.COUNT: CountAdapter()}
-    try:
-        return adapters[Task(task)]
-    except (KeyError, ValueError):
-        raise ConfigError(f"training for task '{task}' is not available (trainable: detect, count)") from None
+
+def trainable_tasks() -> list[Task]:
+    """Every task with a training adapter, in table order."""
+    return [row.task for row in TORCH_TASKS.values()]
 
 
 def recipe_task(model_name: str) -> Task | None:

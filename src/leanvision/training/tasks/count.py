@@ -8,7 +8,7 @@ reports them): the ground-truth count of an image is the number of its points in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from leanvision.core import ConfigError, DataError, DensitySpec, ModelCard, Task
 from leanvision.data.formats import CountingSet, Issue, drop_outside_points, read_counting
 from leanvision.data.images import verify_image
+from leanvision.training.tasks.base import Validation
 
 if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from leanvision.training.config import TrainConfig
+    from leanvision.data.labelled import LabelledSet
+    from leanvision.training.config import AugmentOptions, DataOptions, LoaderOptions, ModelOptions
     from leanvision.training.data import TrainData
     from leanvision.training.tasks.base import Evaluate
 
@@ -76,43 +78,62 @@ class CountAdapter:
 
         build_count_augmentation(list(steps))
 
-    def load_data(self, config: TrainConfig) -> TrainData:
+    def load_data(self, data: DataOptions, *, workers: int) -> TrainData:
         from leanvision.training.data import TrainData
 
-        workers = max(1, config.loader.workers)
-        train, skipped = load_counting_split(config.data.train, split="train", workers=workers)
+        train, skipped = load_counting_split(data.train, split="train", workers=workers)
         if not any(len(r.points) for r in train.images):
-            raise DataError("the train set has no head points at all: nothing to learn to count",
-                            path=config.data.train)
+            raise DataError("the train set has no head points at all: nothing to learn to count", path=data.train)
         val = None
-        if config.data.val is not None:
-            val, val_skipped = load_counting_split(config.data.val, split="val", workers=workers)
+        if data.val is not None:
+            val, val_skipped = load_counting_split(data.val, split="val", workers=workers)
             skipped += val_skipped
         return TrainData(train, val, COUNT_CLASSES, skipped)
 
-    def train_loader(self, config: TrainConfig, data: TrainData, card: ModelCard, model: nn.Module) -> DataLoader:
+    def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
+                        data_options: DataOptions) -> dict[str, Any]:
+        return {}  # a density model has nothing fitted to the data
+
+    def train_loader(self, data: TrainData, card: ModelCard, model: nn.Module, *, augment: AugmentOptions,
+                     loader: LoaderOptions, seed: int) -> DataLoader:
         from leanvision.data.augment.counting import build_count_augmentation
         from leanvision.data.torch_counting import CountingDataset
         from leanvision.training.data import deterministic_loader
 
         spec = card.input
-        augment = build_count_augmentation(list(config.augment.steps)) if config.augment.steps else None
+        ops = build_count_augmentation(list(augment.steps)) if augment.steps else None
         # The density models are fully convolutional: they train on fixed-size crops as cut,
         # not stretched to the card's input (a 288 x 384 crop fitted to 576 x 768 would show
         # heads at twice the scale deployment sees, at four times the cost).
-        crop = augment.output_size if augment is not None and spec.scale is None else None
-        dataset = CountingDataset(data.train, augment=augment, input_size=crop or (spec.height, spec.width), seed=config.seed,
+        crop = ops.output_size if ops is not None and spec.scale is None else None
+        dataset = CountingDataset(data.train, augment=ops, input_size=crop or (spec.height, spec.width), seed=seed,
                                   density=getattr(model, "density", DensitySpec()), stride=output_stride(card),
                                   resize=spec.resize, pad_value=spec.pad_value, scale=spec.scale)
-        return deterministic_loader(dataset, seed=config.seed, batch_size=config.loader.batch_size,
-                                    workers=config.loader.workers)
+        return deterministic_loader(dataset, seed=seed, batch_size=loader.batch_size, workers=loader.workers)
 
-    def evaluator(self, config: TrainConfig, val: Any, card: ModelCard) -> Evaluate:
+    def evaluator(self, val: Any, card: ModelCard, *, batch_size: int) -> Evaluate:
         from leanvision.training.count_eval import evaluate_counting
 
         def evaluate(model: nn.Module) -> dict[str, float]:
             metrics, _ = evaluate_counting(model, val, card.input, output_stride=output_stride(card),
-                                           batch_size=config.eval.batch_size)
+                                           batch_size=batch_size)
             return {"mae": metrics.mae, "rmse": metrics.rmse, "nae": metrics.nae}
 
         return evaluate
+
+    def validate(self, model: nn.Module, labelled: LabelledSet, card: ModelCard, *, batch_size: int,
+                 progress: Callable[[int, int], None] | None, out_dir: Path) -> Validation:
+        from leanvision.training.count_eval import evaluate_counting
+
+        metrics, predictions = evaluate_counting(model, labelled.dataset, card.input, output_stride=output_stride(card),
+                                                 batch_size=batch_size, progress=progress)
+        lines = (
+            f"{labelled.path}: {metrics.images} images ({metrics.images - metrics.nae_images} without people), "
+            f"{int(sum(predictions.truth))} people, {len(predictions.skipped)} images skipped",
+            f"MAE {metrics.mae:.3f}  RMSE {metrics.rmse:.3f}  NAE {metrics.nae:.4f} (over {metrics.nae_images} "
+            "images with people)",
+        )
+        per_image = [{"file_name": r.file_name, "true": t, "predicted": round(p, 3)}
+                     for r, t, p in zip(predictions.records, predictions.truth, predictions.counts, strict=True)]
+        return Validation(lines, {"skipped": [str(i) for i in predictions.skipped], **metrics.to_dict(),
+                                  "images_counted": per_image})

@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leanvision.core import DataError, ModelCard, Task
 from leanvision.data.formats import DetectionSet
+from leanvision.training.tasks.base import Validation
 
 if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from leanvision.training.config import TrainConfig
+    from leanvision.data.labelled import LabelledSet
+    from leanvision.training.config import AugmentOptions, DataOptions, LoaderOptions, ModelOptions
     from leanvision.training.data import TrainData
     from leanvision.training.tasks.base import Evaluate
+
+
+logger = logging.getLogger(__name__)
+
+# YOLOv5's AutoAnchor keeps anchors that reach 98 % of the boxes; a class below 90 % (tiny
+# platelets among larger cells) is refit for too, as it is the one that would collapse.
+AUTO_ANCHOR_RECALL = 0.98
+AUTO_ANCHOR_CLASS_RECALL = 0.9
 
 
 def _no_negatives_yet(rng: Any) -> Any:
     raise RuntimeError("placeholder negative source: only used to check the recipe")
 
 
-def build_detection_augmentation(config: TrainConfig, train_set: DetectionSet) -> Any:
+def build_detection_augmentation(augment: AugmentOptions, train_set: DetectionSet) -> Any:
     """The recipe's augmentation; negatives from `augment.negatives` or the training set's own."""
-    if not config.augment.steps:
+    if not augment.steps:
         return None
     from leanvision.data.augment import ImagePool, build_augmentation, negative_pool
     from leanvision.data.images import list_images
 
-    folder = config.augment.negatives
+    folder = augment.negatives
     if folder is not None:
         paths = list(list_images(Path(folder))) if Path(folder).is_dir() else []
         if not paths:
@@ -37,7 +48,7 @@ def build_detection_augmentation(config: TrainConfig, train_set: DetectionSet) -
         negatives = ImagePool(paths)
     else:
         negatives = negative_pool(train_set)
-    return build_augmentation(list(config.augment.steps), negatives=negatives)
+    return build_augmentation(list(augment.steps), negatives=negatives)
 
 
 class DetectAdapter:
@@ -57,23 +68,71 @@ class DetectAdapter:
 
         build_augmentation(list(steps), negatives=_no_negatives_yet)
 
-    def load_data(self, config: TrainConfig) -> TrainData:
+    def load_data(self, data: DataOptions, *, workers: int) -> TrainData:
         from leanvision.training.data import load_train_data
 
-        return load_train_data(config.data.train, config.data.val, workers=max(1, config.loader.workers))
+        return load_train_data(data.train, data.val, workers=workers)
 
-    def train_loader(self, config: TrainConfig, data: TrainData, card: ModelCard, model: nn.Module) -> DataLoader:
+    def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
+                        data_options: DataOptions) -> dict[str, Any]:
+        """With `auto_anchors`, anchors fitted to the training boxes when the model's reach too
+        few of them at the matcher's foreground IoU (see `ModelOptions.auto_anchors`)."""
+        ratios = {tuple(r) for r in getattr(model, "aspect_ratios", ())}
+        if not options.auto_anchors or "anchor_sizes" in options.overrides or len(ratios) != 1:
+            return {}
+        from leanvision.data.anchors import box_shapes, fit_anchors
+
+        boxes, labels = box_shapes(data.train, input_hw=data_options.input_size, resize=data_options.resize,
+                                   scale=data_options.scale)
+        if not len(boxes):
+            return {}
+        fitted = fit_anchors(boxes, labels, data.classes, sizes=model.anchor_sizes, ratios=ratios.pop(),
+                             threshold=model.matcher.high_threshold)
+        worst = min(row["before"] for row in fitted.per_class.values())
+        if (fitted.coverage_before >= AUTO_ANCHOR_RECALL and worst >= AUTO_ANCHOR_CLASS_RECALL) or (
+                fitted.coverage_after <= fitted.coverage_before):
+            logger.info("anchors kept: they reach %.1f%% of the training boxes (worst class %.1f%%)",
+                        100 * fitted.coverage_before, 100 * worst)
+            return {}
+        logger.warning("anchors refit to the training boxes: %.1f%% -> %.1f%% reached at IoU %.2g "
+                       "(sizes x%.3g, ratios %s); per class: %s", 100 * fitted.coverage_before,
+                       100 * fitted.coverage_after, fitted.threshold, fitted.factor, list(fitted.ratios),
+                       ", ".join(f"{k} {v['before']:.0%} -> {v['after']:.0%}" for k, v in fitted.per_class.items()))
+        return fitted.overrides()
+
+    def train_loader(self, data: TrainData, card: ModelCard, model: nn.Module, *, augment: AugmentOptions,
+                     loader: LoaderOptions, seed: int) -> DataLoader:
         from leanvision.training.data import train_loader
 
-        return train_loader(data.train, card.input, augment=build_detection_augmentation(config, data.train),
-                            seed=config.seed, batch_size=config.loader.batch_size, workers=config.loader.workers)
+        return train_loader(data.train, card.input, augment=build_detection_augmentation(augment, data.train),
+                            seed=seed, batch_size=loader.batch_size, workers=loader.workers)
 
-    def evaluator(self, config: TrainConfig, val: Any, card: ModelCard) -> Evaluate:
+    def evaluator(self, val: Any, card: ModelCard, *, batch_size: int) -> Evaluate:
         from leanvision.training.predict import evaluate_model
 
         def evaluate(model: nn.Module) -> dict[str, float]:
             metrics, _ = evaluate_model(model, val, card.input, class_names=card.class_names,
-                                        batch_size=config.eval.batch_size)
+                                        batch_size=batch_size)
             return metrics.summary()
 
         return evaluate
+
+    def validate(self, model: nn.Module, labelled: LabelledSet, card: ModelCard, *, batch_size: int,
+                 progress: Callable[[int, int], None] | None, out_dir: Path) -> Validation:
+        from leanvision.evaluation.detection import plot_pr_curve
+        from leanvision.training.predict import evaluate_model
+
+        metrics, predictions = evaluate_model(model, labelled.dataset, card.input, class_names=card.class_names,
+                                              batch_size=batch_size, progress=progress)
+        plot_pr_curve(metrics, out_dir / "pr_curve.png")
+        lines = [
+            f"{labelled.path}: {metrics.num_images} images ({metrics.num_negative_images} negative), "
+            f"{metrics.num_ground_truth} boxes, {metrics.num_predictions} detections, "
+            f"{len(predictions.skipped)} images skipped",
+            f"mAP@[.5:.95] {metrics.map:.4f}  mAP@0.5 {metrics.map50:.4f}  mAP@0.75 {metrics.map75:.4f}  "
+            f"AR@100 {metrics.ar100:.4f}",
+            *(f"  {name}: AP@0.5 {metrics.ap50_per_class[name]:.4f}  AP {metrics.ap_per_class[name]:.4f}"
+              for name in metrics.class_names),
+            f"PR curve: {out_dir / 'pr_curve.png'}",
+        ]
+        return Validation(tuple(lines), {"skipped": [str(i) for i in predictions.skipped], **metrics.to_dict()})

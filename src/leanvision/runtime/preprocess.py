@@ -1,0 +1,160 @@
+"""What every task's predictor shares: read an image, fit it to the card's input (resize
+mode, scale, padding), reorder channels, normalise; the check that an engine matches its
+card; and `EnginePredictor`, the engine plumbing of a `StagedPredictor` (a task's predictor
+adds only its `postprocess`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from leanvision.core.card import CARD_FILENAME, InputSpec, ModelCard
+from leanvision.core.enums import ResizeMode
+from leanvision.core.errors import DataError, ModelError
+from leanvision.core.letterbox import FitTransform, fit
+from leanvision.core.protocols import Prepared, RawOutputs
+from leanvision.runtime.engines import Engine
+
+ImageInput = np.ndarray | str | os.PathLike[str]
+
+
+def read_image(item: ImageInput, index: int) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from an array or an image file, or DataError."""
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or 0 in item.shape:
+            raise DataError(f"image {index}: expected an HxWx3 uint8 RGB array, got {item.dtype} {item.shape}")
+        return item
+    import cv2
+
+    path = Path(item)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        reason = "cannot decode image" if path.is_file() else "image file not found"
+        raise DataError(reason, path=path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def prepare_images(images: Sequence[ImageInput], spec: InputSpec, *, at_input_scale: bool = False) -> Prepared:
+    """Fit each image to the card's input (its resize mode), reorder channels, normalise.
+
+    What every predictor's `preprocess` does, whatever the task.
+
+    Returns:
+        `Prepared` with batch (N, 3, H, W) float32 (uint8 when `spec.dtype` says the model
+        normalises in-graph), source sizes (height, width) and `FitTransform`s.
+    """
+    input_hw = (spec.height, spec.width)
+    arrays = [read_image(item, i) for i, item in enumerate(images)]
+    # A tile read at the card's scale must not be scaled again: with S0's scale 0.5 an 800 px
+    # tile of a 1600 px window would shrink to 400 px and its detections map back 2x too far.
+    scale = 1.0 if at_input_scale and spec.resize is ResizeMode.SCALE else spec.scale
+    transforms = tuple(fit(a.shape[:2], input_hw, spec.resize, scale) for a in arrays)
+    batch = np.full((len(arrays), *input_hw, 3), spec.pad_value, np.uint8)
+    for slot, image, transform in zip(batch, arrays, transforms, strict=True):
+        _paste_resized(slot, image, transform)
+    if spec.color == "BGR":
+        batch = batch[..., ::-1]
+    sizes = tuple((int(a.shape[0]), int(a.shape[1])) for a in arrays)
+    return Prepared(_to_model_input(batch, spec), sizes, transforms)
+
+
+def _to_model_input(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    chw = batch.transpose(0, 3, 1, 2)  # reorder the uint8 pixels: 4x less to move than floats
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(chw)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    out = np.empty(chw.shape, np.float32)
+    np.subtract(chw, mean[:, None, None], out=out, dtype=np.float32)
+    out /= std[:, None, None]
+    return out
+
+
+def check_engine(engine: Engine, card: ModelCard, output_names: Sequence[str]) -> None:
+    """ModelError unless the engine's input size is the card's and it has `output_names`."""
+    input_hw = (card.input.height, card.input.width)
+    shape = engine.input_shape
+    model_hw = tuple(shape[2:]) if len(shape) == 4 else ()
+    if len(model_hw) != 2 or any(m is not None and m != c for m, c in zip(model_hw, input_hw, strict=True)):
+        shown = "x".join("?" if d is None else str(d) for d in model_hw) or str(list(shape))
+        raise ModelError(
+            f"{CARD_FILENAME} says input {input_hw[0]}x{input_hw[1]} but {engine.path.name} takes {shown}",
+            path=engine.path.parent,
+        )
+    missing = [n for n in output_names if n not in engine.output_names]
+    if missing:
+        raise ModelError(
+            f"model has no output {missing[0]!r} named by {CARD_FILENAME} (outputs: {', '.join(engine.output_names)})",
+            path=engine.path,
+        )
+
+
+def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform) -> None:
+    import cv2
+
+    height, width = transform.resized_hw
+    if image.shape[:2] == (height, width):
+        slot[:height, :width] = image
+    else:
+        slot[:height, :width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+class EnginePredictor:
+    """A `StagedPredictor` around an engine, but for `postprocess` (the task's own).
+
+    `__call__(images)` runs preprocess -> engine -> postprocess synchronously; `submit` and
+    `wait_all` run inference asynchronously for pipelines; `with predictor:` closes the engine.
+    """
+
+    engine: Engine
+    card: ModelCard
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.engine.num_requests
+
+    def close(self) -> None:
+        """Close the engine (finishing in-flight requests)."""
+        self.engine.close()
+
+    def __enter__(self) -> EnginePredictor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __call__(self, images: Sequence[ImageInput]) -> list:
+        """One result per image, in that image's pixels."""
+        if len(images) == 0:
+            return []
+        prepared = self.preprocess(images)
+        return self.postprocess(self.engine.infer(prepared.batch), prepared)
+
+    def preprocess(self, images: Sequence[ImageInput], *, at_input_scale: bool = False) -> Prepared:
+        """Fit each image to the input (the card's resize mode), reorder channels, normalise.
+
+        Args:
+            images: RGB images or paths.
+            at_input_scale: the images are tiles a large-image pipeline already read at the
+                card's scale (windows of `card.input.window` px at the input size): they are
+                not scaled again, only padded if smaller.
+
+        Returns:
+            `Prepared` with batch (N, 3, H, W) float32 (uint8 when the card's dtype says the
+            model normalises in-graph), source sizes and `FitTransform`s.
+        """
+        return prepare_images(images, self.card.input, at_input_scale=at_input_scale)
+
+    def submit(self, prepared: Prepared, on_done: Callable[[RawOutputs], None]) -> None:
+        self.engine.submit(prepared.batch, on_done)
+
+    def wait_all(self) -> None:
+        self.engine.wait_all()
+
+    def postprocess(self, raw: RawOutputs, prepared: Prepared) -> list:
+        """The task's results per image from the engine's raw outputs."""
+        raise NotImplementedError
+
