@@ -118,8 +118,8 @@ def _infer_tile(predictor: Any, tile: np.ndarray) -> Any:
 
 def child_naive(spec: dict) -> dict:
     """Synchronous batch-1 inference tile by tile over whole-image decodes."""
-    from leanvision.largeimage.pipeline.collect import merge_tiles
     from leanvision.largeimage.pipeline.options import PipelineOptions
+    from leanvision.largeimage.pipeline.tasks import merge_tiles
 
     predictor = _predictor(spec, requests=1, throughput=False)
     input_wh, tiling, merge = (predictor.card.input.width, predictor.card.input.height), _tiling(spec), PipelineOptions().merge
@@ -136,10 +136,10 @@ def child_naive(spec: dict) -> dict:
 def child_loop(spec: dict) -> dict:
     """S0 before reader processes: whole-image cv2 decode in the main thread, then batches
     and requests in flight through the same InferenceRunner as the pipeline."""
-    from leanvision.largeimage.pipeline.collect import merge_tiles
     from leanvision.largeimage.pipeline.infer import InferenceRunner
     from leanvision.largeimage.pipeline.options import PipelineOptions
     from leanvision.largeimage.pipeline.stats import StageClock
+    from leanvision.largeimage.pipeline.tasks import merge_tiles
 
     requests = spec["requests"]  # None: the engine's optimal number, as the pipeline does
     predictor = _predictor(spec, requests=requests, throughput=requests is None or requests > 1)
