@@ -142,7 +142,8 @@ class BrightnessAdapter:
         val = read_of_task(data.val, TASK) if data.val is not None else None
         return TrainData(train, val, tuple(train.classes), [])
 
-    def model_overrides(self, model: nn.Module, options: Any, data: Any, data_options: Any) -> dict[str, Any]:
+    def model_overrides(self, model: nn.Module, options: Any, data: Any, data_options: Any,
+                        augment: Any) -> dict[str, Any]:
         return {}
 
     def train_loader(self, data: Any, card: ModelCard, model: nn.Module, *, augment: Any, loader: Any,

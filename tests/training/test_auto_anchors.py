@@ -11,7 +11,13 @@ from leanvision.core import Detections
 from leanvision.data.formats import DetectionSet, ImageRecord
 from leanvision.models import create_model
 from leanvision.training import model_from_checkpoint, train
-from leanvision.training.config import AmpMode, DataOptions, EmaOptions, ModelOptions
+from leanvision.training.config import (
+    AmpMode,
+    AugmentOptions,
+    DataOptions,
+    EmaOptions,
+    ModelOptions,
+)
 from leanvision.training.data import TrainData
 from leanvision.training.tasks.detect import DetectAdapter
 from tests.training.conftest import SIZE, tiny_config
@@ -28,9 +34,10 @@ def slim():
     return create_model("retinanet_mbv2_slim", num_classes=1)
 
 
-def _overrides(model, side: float, **options) -> dict:
+def _overrides(model, side: float, augment: AugmentOptions | None = None, **options) -> dict:
     data_options = DataOptions(train="unused", input_size=(SIZE, SIZE))
-    return DetectAdapter().model_overrides(model, ModelOptions(auto_anchors=True, **options), _data(side), data_options)
+    return DetectAdapter().model_overrides(model, ModelOptions(auto_anchors=True, **options), _data(side), data_options,
+                                           augment or AugmentOptions())
 
 
 def test_anchors_that_miss_small_boxes_are_refit(slim):
@@ -46,7 +53,13 @@ def test_anchors_that_reach_the_boxes_are_kept(slim):
 def test_anchors_the_recipe_sets_are_kept_and_the_option_is_off_by_default(slim):
     assert _overrides(slim, 12.0, overrides={"anchor_sizes": [[32, 40, 50]] * 5}) == {}
     data_options = DataOptions(train="unused", input_size=(SIZE, SIZE))
-    assert DetectAdapter().model_overrides(slim, ModelOptions(), _data(12.0), data_options) == {}
+    assert DetectAdapter().model_overrides(slim, ModelOptions(), _data(12.0), data_options, AugmentOptions()) == {}
+
+
+def test_boxes_are_measured_at_the_scale_a_fixed_scale_crop_gives_them(slim):
+    """40 px boxes are reached by torchvision's anchors; an 800 -> 400 crop makes them 20 px, which are not."""
+    halving = AugmentOptions(steps=({"op": "online_crop_resize", "crop": 64, "size": 32},))
+    assert _overrides(slim, 40.0) == {} and _overrides(slim, 40.0, halving) != {}
 
 
 def test_a_run_trains_with_the_fitted_anchors_and_its_checkpoint_rebuilds_them(squares_data, tmp_path):

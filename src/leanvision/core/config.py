@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from leanvision.core.errors import ConfigError
+from leanvision.core.errors import ConfigError, ConfigValueError
 
 _NoneType = type(None)
 
@@ -161,7 +161,7 @@ def _coerce_enums(config: Config) -> None:
             try:
                 object.__setattr__(config, name, kind(value))
             except ValueError:
-                raise ConfigError(f"{name} must be one of {[m.value for m in kind]}, got {value!r}") from None
+                raise ConfigValueError(f"{name} must be one of {[m.value for m in kind]}, got {value!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,11 @@ class ConfigError(LeanVisionError):
     """A recipe or option is invalid (unknown key, wrong type, bad value)."""
 
 
+class ConfigValueError(ConfigError, ValueError):
+    """A bad value given to an options class directly (not through `from_dict`): a ConfigError
+    for the CLI, and the ValueError a dataclass's own checks raise for Python callers."""
+
+
 class ModelError(LeanVisionError):
     """A model file, checkpoint or model card is missing, corrupt or inconsistent."""
 

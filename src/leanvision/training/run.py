@@ -242,7 +242,8 @@ def train(
     with seeded(config.seed, deterministic=config.deterministic, threads=config.loader.threads):
         data = adapter.load_data(config.data, workers=max(1, config.loader.workers))
         model = (model_factory or registry_factory(config))(len(data.classes))
-        fitted = {} if model_factory is not None else adapter.model_overrides(model, config.model, data, config.data)
+        fitted = {} if model_factory is not None else adapter.model_overrides(model, config.model, data, config.data,
+                                                                              config.augment)
         if fitted:  # e.g. anchors fitted to the boxes: rebuilt, and recorded in the run's config
             config = config.replace(model=dataclasses.replace(config.model,
                                                               overrides={**config.model.overrides, **fitted}))

@@ -62,7 +62,7 @@ class TaskAdapter(Protocol):
         ...
 
     def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
-                        data_options: DataOptions) -> dict[str, Any]:
+                        data_options: DataOptions, augment: AugmentOptions) -> dict[str, Any]:
         """Architecture overrides fitted to the training data (e.g. anchors), to rebuild the
         model with before training; empty to train `model` as built."""
         ...

@@ -91,7 +91,7 @@ class CountAdapter:
         return TrainData(train, val, COUNT_CLASSES, skipped)
 
     def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
-                        data_options: DataOptions) -> dict[str, Any]:
+                        data_options: DataOptions, augment: AugmentOptions) -> dict[str, Any]:
         return {}  # a density model has nothing fitted to the data
 
     def train_loader(self, data: TrainData, card: ModelCard, model: nn.Module, *, augment: AugmentOptions,

@@ -74,16 +74,23 @@ class DetectAdapter:
         return load_train_data(data.train, data.val, workers=workers)
 
     def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
-                        data_options: DataOptions) -> dict[str, Any]:
+                        data_options: DataOptions, augment: AugmentOptions) -> dict[str, Any]:
         """With `auto_anchors`, anchors fitted to the training boxes when the model's reach too
         few of them at the matcher's foreground IoU (see `ModelOptions.auto_anchors`)."""
         ratios = {tuple(r) for r in getattr(model, "aspect_ratios", ())}
         if not options.auto_anchors or "anchor_sizes" in options.overrides or len(ratios) != 1:
             return {}
         from leanvision.data.anchors import box_shapes, fit_anchors
+        from leanvision.data.augment import build_augmentation
 
-        boxes, labels = box_shapes(data.train, input_hw=data_options.input_size, resize=data_options.resize,
-                                   scale=data_options.scale)
+        # Boxes at the size the model sees them: a fixed-scale crop step (S0's 800 -> 400) sets
+        # it, as the dataset then only pads; else the card's scale or each image's fit.
+        fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+        if fixed != 1.0:
+            boxes, labels = box_shapes(data.train, scale=fixed)
+        else:
+            boxes, labels = box_shapes(data.train, input_hw=data_options.input_size, resize=data_options.resize,
+                                       scale=data_options.scale)
         if not len(boxes):
             return {}
         fitted = fit_anchors(boxes, labels, data.classes, sizes=model.anchor_sizes, ratios=ratios.pop(),
