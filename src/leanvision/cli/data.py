@@ -118,16 +118,17 @@ def anchors(
     from leanvision.data.formats import read_detection
 
     dataset = read_detection(path)
-    shapes, overrides = {}, {}
     if recipe is not None:
         from leanvision.core.config import recipe_path
         from leanvision.training.config import TrainConfig
+        from leanvision.training.tasks.detect import training_box_shapes
 
         config = TrainConfig.from_yaml(recipe_path(recipe))
-        shapes = {"input_hw": config.data.input_size, "resize": config.data.resize, "scale": config.data.scale}
-        overrides = config.model.overrides
-    model = _retinanet_anchors(overrides)
-    boxes, labels = box_shapes(dataset, **shapes)
+        model = _retinanet_anchors(config.model.overrides)
+        boxes, labels = training_box_shapes(dataset, config.data, config.augment)
+    else:
+        model = _retinanet_anchors({})
+        boxes, labels = box_shapes(dataset)
     if not len(boxes):
         raise DataError("the dataset has no boxes: nothing to fit anchors to", path=path)
     result = fit_anchors(boxes, labels, dataset.classes, threshold=threshold, **model)

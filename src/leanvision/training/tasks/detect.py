@@ -51,6 +51,21 @@ def build_detection_augmentation(augment: AugmentOptions, train_set: DetectionSe
     return build_augmentation(list(augment.steps), negatives=negatives)
 
 
+def training_box_shapes(train_set: DetectionSet, data_options: DataOptions,
+                        augment: AugmentOptions) -> tuple[Any, Any]:
+    """Every box's (width, height) at the size the model trains on it, and its label: a
+    fixed-scale crop step (S0's 800 -> 400) sets that size, as the dataset then only pads;
+    else the card's scale, or each image's fit to the input."""
+    from leanvision.data.anchors import box_shapes
+    from leanvision.data.augment import build_augmentation
+
+    fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+    if fixed != 1.0:
+        return box_shapes(train_set, scale=fixed)
+    return box_shapes(train_set, input_hw=data_options.input_size, resize=data_options.resize,
+                      scale=data_options.scale)
+
+
 class DetectAdapter:
     """The detection task (see `tasks.base.TaskAdapter`)."""
 
@@ -80,17 +95,9 @@ class DetectAdapter:
         ratios = {tuple(r) for r in getattr(model, "aspect_ratios", ())}
         if not options.auto_anchors or "anchor_sizes" in options.overrides or len(ratios) != 1:
             return {}
-        from leanvision.data.anchors import box_shapes, fit_anchors
-        from leanvision.data.augment import build_augmentation
+        from leanvision.data.anchors import fit_anchors
 
-        # Boxes at the size the model sees them: a fixed-scale crop step (S0's 800 -> 400) sets
-        # it, as the dataset then only pads; else the card's scale or each image's fit.
-        fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
-        if fixed != 1.0:
-            boxes, labels = box_shapes(data.train, scale=fixed)
-        else:
-            boxes, labels = box_shapes(data.train, input_hw=data_options.input_size, resize=data_options.resize,
-                                       scale=data_options.scale)
+        boxes, labels = training_box_shapes(data.train, data_options, augment)
         if not len(boxes):
             return {}
         fitted = fit_anchors(boxes, labels, data.classes, sizes=model.anchor_sizes, ratios=ratios.pop(),
