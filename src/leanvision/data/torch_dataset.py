@@ -18,6 +18,7 @@ seen in this module's tests), while cv2 calls themselves run fine in forked work
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor], int]
 
 
-class SampleDataset(Dataset):
+class SampleDataset(Dataset, abc.ABC):
     """What every task's training dataset shares; a task's subclass supplies three hooks.
 
     Sample `index` of epoch `e` is augmented with `sample_rng(seed, e, index)`, the same
@@ -90,14 +91,17 @@ class SampleDataset(Dataset):
     def skipped_files(self) -> list[str]:
         return [self.dataset.images[i].file_name for i in torch.nonzero(self._bad).flatten().tolist()]
 
+    @abc.abstractmethod
     def _labels(self, record: Any, width: int, height: int) -> Any:
-        raise NotImplementedError
+        """The record's labels that lie in its decoded `width` x `height` image."""
 
+    @abc.abstractmethod
     def _fit(self, image: np.ndarray, labels: Any) -> tuple[np.ndarray, Any]:
-        raise NotImplementedError
+        """The sample fitted to `input_size`, its labels moved alike."""
 
+    @abc.abstractmethod
     def _target(self, labels: Any) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The tensors `compute_loss` takes for these labels."""
 
     def _decode(self, index: int) -> tuple[np.ndarray, Any, int]:
         """Image and labels of `index`, or of the next readable image after it."""

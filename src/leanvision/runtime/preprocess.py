@@ -6,6 +6,7 @@ adds only its `postprocess`).
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,7 +103,7 @@ def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform)
         slot[:height, :width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-class EnginePredictor:
+class EnginePredictor(abc.ABC):
     """A `StagedPredictor` around an engine, but for `postprocess` (the task's own).
 
     `__call__(images)` runs preprocess -> engine -> postprocess synchronously; `submit` and
@@ -154,7 +155,7 @@ class EnginePredictor:
     def wait_all(self) -> None:
         self.engine.wait_all()
 
+    @abc.abstractmethod
     def postprocess(self, raw: RawOutputs, prepared: Prepared) -> list:
         """The task's results per image from the engine's raw outputs."""
-        raise NotImplementedError
 
