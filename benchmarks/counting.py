@@ -127,10 +127,16 @@ def export_fp32(args: argparse.Namespace, checkpoint: Path) -> Path:
 def quantize_int8(args: argparse.Namespace, fp32: Path, data: Path, selection: str, images: int) -> Path:
     """INT8 (every layer) through `leanvision.compression.quantize` on OpenVINO; the
     calibration choice is the row's, val/ scores it (MAE) in the quantization report."""
-    from leanvision.compression.quantize import QuantizeOptions, quantize
+    from leanvision.compression.quantize import (
+        BudgetOptions,
+        CalibrationOptions,
+        QuantizeOptions,
+        SpeedOptions,
+        quantize,
+    )
 
-    options = QuantizeOptions(calib_size=images, calib_select=selection, seed=args.seed, sensitivity=False,
-                              bench_seconds=0.0)
+    options = QuantizeOptions(calibration=CalibrationOptions(size=images, select=selection, seed=args.seed),
+                              budget=BudgetOptions(sensitivity=False), bench=SpeedOptions(seconds=0.0))
     out = Path(args.work) / f"int8_{selection}_{images}"
     result = quantize(fp32, calib=data / "train", val=data / "val", backend="openvino", out=out, options=options)
     print(f"  quantized ({selection}, {images} images): val MAE FP32 {result.fp32_score:.2f}, "

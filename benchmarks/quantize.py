@@ -37,7 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from leanvision.compression.quantize import QuantizeOptions, quantize
+from leanvision.compression.quantize import (
+    BudgetOptions,
+    CalibrationOptions,
+    QuantizeOptions,
+    SpeedOptions,
+    quantize,
+)
 from leanvision.compression.quantize.options import BENCH_ENGINE
 from leanvision.compression.quantize.speed import SpeedCase, measure_throughput
 from leanvision.core import CARD_FILENAME, ModelCard, Precision
@@ -111,9 +117,13 @@ def _ir_dir(onnx_dir: Path, work: Path) -> Path:
     return out
 
 
-def _options(args: argparse.Namespace, **changes: Any) -> QuantizeOptions:
-    base = QuantizeOptions(calib_size=args.calib_size, bench_seconds=0, sensitivity=False)
-    return dataclasses.replace(base, **changes)
+def _options(args: argparse.Namespace, *, calibration: dict[str, Any] | None = None,
+             budget: dict[str, Any] | None = None) -> QuantizeOptions:
+    """The benchmark's base options (no throughput inside `quantize`, no ranking) with changes per group."""
+    base = QuantizeOptions(calibration=CalibrationOptions(size=args.calib_size),
+                           budget=BudgetOptions(sensitivity=False), bench=SpeedOptions(seconds=0))
+    return dataclasses.replace(base, calibration=dataclasses.replace(base.calibration, **(calibration or {})),
+                               budget=dataclasses.replace(base.budget, **(budget or {})))
 
 
 def _run(backend: Backend, model_dir: Path, args: argparse.Namespace, out: Path, label: str,
@@ -218,9 +228,9 @@ def _backend_rows(backend: Backend, model_dir: Path, args: argparse.Namespace, w
     base = work / backend.value
     all_row, all_result = _run(backend, model_dir, args, base / "int8_all", "INT8 (all layers)", _options(args))
     fpn_row, _ = _run(backend, model_dir, args, base / "int8_fpn_fp32", "INT8, FPN FP32",
-                      _options(args, keep_fp32=("fpn",)))
+                      _options(args, budget={"keep_fp32": ("fpn",)}))
     auto_row, auto = _run(backend, model_dir, args, base / "int8_auto", f"INT8-auto (budget {args.budget:g})",
-                          _options(args, max_drop=args.budget, sensitivity=True))
+                          _options(args, budget={"max_drop": args.budget, "sensitivity": True}))
     fp32_file = model_dir / ("model.xml" if backend is Backend.OPENVINO else "model.onnx")
     fp32_row = Row(backend.value, "FP32", all_result.fp32_score, 0.0, -1, 0.0, fp32_file)
     rows = [fp32_row, all_row, fpn_row, auto_row]
@@ -249,7 +259,7 @@ def _throughput(backend: Backend, rows: list[Row], args: argparse.Namespace) -> 
 def _sweep(ir_dir: Path, args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     sizes = tuple(s for s in SWEEP if not args.quick or s <= 4) or (1,)
     result = quantize(ir_dir, calib=args.calib, val=args.val, backend=Backend.OPENVINO, out=work / "sweep",
-                      options=_options(args, calib_sweep=sizes, calib_size=sizes[-1]))
+                      options=_options(args, calibration={"sweep": sizes, "size": sizes[-1]}))
     return result.report["sweep"]
 
 
@@ -258,7 +268,7 @@ def _selection(ir_dir: Path, args: argparse.Namespace, work: Path) -> list[dict[
     for method in ("random", "similar", "diverse"):
         start = time.perf_counter()
         result = quantize(ir_dir, calib=args.calib, val=args.val, backend=Backend.OPENVINO, out=work / f"select_{method}",
-                          options=_options(args, calib_size=args.select_size, calib_select=method))
+                          options=_options(args, calibration={"size": args.select_size, "select": method}))
         rows.append({"selection": method, "images": result.report["calibration"]["images"],
                      "map50": result.int8_all_score,
                      "drop_points": result.metric.drop(result.fp32_score, result.int8_all_score),

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from leanvision.core import Task
 from leanvision.core.config import Config
 from leanvision.core.io import atomic_write_text
 
@@ -84,9 +83,13 @@ def _timed(timings: dict[str, float], name: str, step: Callable[[], Any]) -> Any
 
 def _synthesize(out: Path, options: DemoOptions, progress: Progress) -> Path:
     from leanvision.data.synth import synthesize
+    from leanvision.training import load_config
+    from leanvision.training.tasks import recipe_task
 
     data = out / "data"
-    synthesize(Task.DETECT, data, seed=options.seed, images=options.train_images, slides=options.slides,
+    task = recipe_task(load_config(RECIPE).model.name)  # the data of the recipe's task
+    assert task is not None, f"{RECIPE} names a model the registry does not know"
+    synthesize(task, data, seed=options.seed, images=options.train_images, slides=options.slides,
                slide_size=options.slide_size, progress=progress)
     return data
 
@@ -120,10 +123,17 @@ def _export(checkpoint: Path, data: Path, out: Path, options: DemoOptions) -> Pa
 
 
 def _quantize(model_dir: Path, data: Path, out: Path, options: DemoOptions, progress: Progress):
-    from leanvision.compression.quantize import QuantizeOptions, quantize
+    from leanvision.compression.quantize import (
+        BudgetOptions,
+        CalibrationOptions,
+        QuantizeOptions,
+        SpeedOptions,
+        quantize,
+    )
 
-    quant_options = QuantizeOptions(calib_size=options.calib_size, max_drop=options.max_drop,
-                                    seed=options.seed, bench_seconds=0, sensitivity_images=1)
+    quant_options = QuantizeOptions(calibration=CalibrationOptions(size=options.calib_size, seed=options.seed),
+                                    budget=BudgetOptions(max_drop=options.max_drop, sensitivity_images=1),
+                                    bench=SpeedOptions(seconds=0))
     return quantize(model_dir, calib=data / "train", val=data / "val", backend="openvino",
                     out=out / "model_int8", options=quant_options, progress=progress)
 

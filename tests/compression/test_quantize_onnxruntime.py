@@ -15,9 +15,9 @@ TOLERANCE_POINTS = 10.0  # see test_quantize_openvino
 
 @pytest.fixture(scope="module")
 def ort_run(tiny_onnx, tiny_data, tmp_path_factory):
-    options = QuantizeOptions.from_dict({"keep_fp32": ["fpn"], "calib_size": 8, "calib_sweep": [1, 4],
-                                         "calib_select": "diverse", "sensitivity": False,
-                                         "bench_seconds": 0.2, "bench_rounds": 1, "ort_method": "entropy"})
+    options = QuantizeOptions.from_dict({"budget": {"keep_fp32": ["fpn"], "sensitivity": False},
+                                         "calibration": {"size": 8, "sweep": [1, 4], "select": "diverse"},
+                                         "bench": {"seconds": 0.2, "rounds": 1}, "advanced": {"ort_method": "entropy"}})
     out = tmp_path_factory.mktemp("ort") / "int8"
     return quantize(tiny_onnx, calib=tiny_data, val=tiny_data, backend="onnxruntime", out=out, options=options)
 

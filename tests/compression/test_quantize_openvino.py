@@ -22,13 +22,14 @@ from tests.compression.tiny import DAMAGED_LAYER
 
 pytestmark = [pytest.mark.xdist_group("compression_model"), pytest.mark.slow]
 TOLERANCE_POINTS = 10.0
-FAST = {"sensitivity_images": 2, "bench_seconds": 0.2, "bench_rounds": 1}
+FAST = {"bench": {"seconds": 0.2, "rounds": 1}}
 
 
 @pytest.fixture(scope="module")
 def budget_run(damaged_ir, tiny_data, tmp_path_factory):
     """The damaged model quantized under a 0.5-point budget."""
-    options = QuantizeOptions.from_dict({**FAST, "max_drop": 0.5, "calib_size": 8})
+    options = QuantizeOptions.from_dict({**FAST, "budget": {"max_drop": 0.5, "sensitivity_images": 2},
+                                         "calibration": {"size": 8}})
     out = tmp_path_factory.mktemp("ov_budget") / "int8"
     return quantize(damaged_ir, calib=tiny_data, val=tiny_data, backend="openvino", out=out, options=options)
 
@@ -36,8 +37,8 @@ def budget_run(damaged_ir, tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def fpn_run(tiny_ir, tiny_data, tmp_path_factory):
     """The trained model with --keep-fp32 fpn, calibrated on the 6 images most like the rest."""
-    options = QuantizeOptions.from_dict({**FAST, "keep_fp32": ["fpn"], "calib_size": 6, "calib_select": "similar",
-                                         "sensitivity": False})
+    options = QuantizeOptions.from_dict({**FAST, "budget": {"keep_fp32": ["fpn"], "sensitivity": False},
+                                         "calibration": {"size": 6, "select": "similar"}})
     out = tmp_path_factory.mktemp("ov_fpn") / "int8"
     return quantize(tiny_ir, calib=tiny_data, val=tiny_data, backend="openvino", out=out, options=options)
 

@@ -27,7 +27,7 @@ def _report() -> tuple[dict, Sensitivity]:
         "model_dir": "m", "backend": "openvino", "warnings": ["INT8 (all layers) is not faster than FP32 <here>"],
         "cpu": {"model": "cpu", "cores": 2, "int8_path": "AVX2 (no VNNI)", "bf16": False,
                 "openvino_capabilities": ["FP32", "INT8"]},
-        "options": {"chart_layers": 30},
+        "options": {"budget": {"chart_layers": 30}},
         "metric": {"key": "map50", "label": "mAP@0.5", "higher_is_better": True, "unit": "points"},
         "models": [{"label": "FP32", "map50": 0.9, "drop": 0.0, "images_per_s": 10.0, "speedup": 1.0,
                     "precision": "fp32", "fp32_layers": 0},

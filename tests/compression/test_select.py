@@ -73,9 +73,19 @@ def test_nncf_subset_size_counts_items_not_images():
 def test_modes_given_as_strings_become_enums():
     import dataclasses
 
-    from leanvision.compression.quantize.options import CalibSelect, Fallback, QuantizeOptions
+    from leanvision.compression.quantize.options import (
+        BudgetOptions,
+        CalibrationOptions,
+        CalibSelect,
+        Fallback,
+        QuantizeOptions,
+    )
 
-    options = dataclasses.replace(QuantizeOptions(), calib_select="similar", fallback="bf16")
-    assert options.calib_select is CalibSelect.SIMILAR and options.fallback is Fallback.BF16
+    options = QuantizeOptions(calibration=dataclasses.replace(CalibrationOptions(), select="similar"),
+                              budget=BudgetOptions(fallback="bf16"))
+    assert options.calibration.select is CalibSelect.SIMILAR and options.budget.fallback is Fallback.BF16
     with pytest.raises(ValueError):
-        QuantizeOptions(calib_select="nearest")
+        CalibrationOptions(select="nearest")
+    grouped = QuantizeOptions.from_dict({"calibration": {"select": "diverse"}, "advanced": {"preset": "mixed"}})
+    assert grouped.calibration.select is CalibSelect.DIVERSE and grouped.advanced.nncf_preset.value == "mixed"
+    assert QuantizeOptions().with_overrides(["budget.max_drop=0.5"]).budget.max_drop == 0.5

@@ -11,7 +11,7 @@ import pytest
 
 from leanvision.compression.quantize.onnxruntime_qdq import OnnxRuntimeQuantizer
 from leanvision.compression.quantize.openvino_nncf import OpenVinoQuantizer
-from leanvision.compression.quantize.options import QuantizeOptions
+from leanvision.compression.quantize.options import AdvancedOptions
 from leanvision.compression.quantize.sensitivity import output_error
 from leanvision.core import ModelCard
 from leanvision.data.images import list_images
@@ -29,7 +29,7 @@ def quantized(request, tiny_onnx, tiny_data):
     batch = load_predictor(tiny_onnx, backend="onnxruntime").preprocess(files).batch
     fp32 = adapter.read(tiny_onnx)
     model = adapter.quantize(fp32, [b[None] for b in batch], images=len(batch), ignored=[],
-                             options=QuantizeOptions(), reduce_range=True)
+                             options=AdvancedOptions(), reduce_range=True)
     nodes = adapter.nodes(fp32, ModelCard.load(tiny_onnx).layer_groups)
     run = lambda m, **extra: adapter.runner(m)({adapter.input_name(fp32): batch, **extra})  # noqa: E731
     return adapter, fp32, model, nodes, run

@@ -34,8 +34,9 @@ def ir_model(count_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def similar_run(ir_model, blob_data, tmp_path_factory):
-    options = QuantizeOptions(calib_size=1, calib_select="similar", max_drop=0.25, sensitivity_images=1,
-                              bench_seconds=0.2, bench_rounds=1)
+    options = QuantizeOptions.from_dict({"calibration": {"size": 1, "select": "similar"},
+                                         "budget": {"max_drop": 0.25, "sensitivity_images": 1},
+                                         "bench": {"seconds": 0.2, "rounds": 1}})
     out = tmp_path_factory.mktemp("q_count") / "int8"
     return quantize(ir_model.out, calib=blob_data / "train", val=blob_data / "val", backend="openvino", out=out,
                     options=options)
@@ -112,4 +113,4 @@ def test_unlabelled_validation_images_are_a_clear_error(onnx_model, blob_data, t
     (plain / "a.png").write_bytes((blob_data / "val" / "images" / "crowd_00.png").read_bytes())
     with pytest.raises(DataError, match="needs point labels"):
         quantize(onnx_model.out, calib=blob_data / "train", val=plain, backend="onnxruntime", out=tmp_path / "o",
-                 options=QuantizeOptions(calib_size=1, bench_seconds=0))
+                 options=QuantizeOptions.from_dict({"calibration": {"size": 1}, "bench": {"seconds": 0}}))

@@ -29,10 +29,32 @@ def _sizes(text: str | None) -> tuple[int, ...]:
     return sizes
 
 
+# Which group of `QuantizeOptions` each flag fills (flag name -> (group, field)).
+_GROUPS = {
+    "calib_size": ("calibration", "size"), "calib_select": ("calibration", "select"),
+    "calib_sweep": ("calibration", "sweep"), "seed": ("calibration", "seed"),
+    "max_drop": ("budget", "max_drop"), "keep_fp32": ("budget", "keep_fp32"), "fallback": ("budget", "fallback"),
+    "sensitivity_images": ("budget", "sensitivity_images"), "bench_seconds": ("bench", "seconds"),
+    "preset": ("advanced", "preset"), "ort_method": ("advanced", "ort_method"),
+    "per_channel": ("advanced", "per_channel"),
+}
+
+
 def _options(**flags):
     from leanvision.compression.quantize import QuantizeOptions
 
-    return QuantizeOptions.from_dict({k: v for k, v in flags.items() if v is not None}, where="quantize")
+    groups: dict[str, dict] = {}
+    for flag, value in flags.items():
+        if value is not None:
+            group, field = _GROUPS[flag]
+            groups.setdefault(group, {})[field] = value
+    try:
+        return QuantizeOptions.from_dict(groups, where="quantize")
+    except ConfigError as exc:  # name the flag the user typed, not the option's place in the groups
+        message = exc.message
+        for flag, (group, field) in _GROUPS.items():
+            message = message.replace(f"quantize.{group}.{field}", "--" + flag.replace("_", "-"))
+        raise ConfigError(message) from None
 
 
 def quantize(

@@ -1,8 +1,8 @@
 """Post-training INT8 quantization with an accuracy budget (torch world, torch not imported).
 
-    from leanvision.compression.quantize import QuantizeOptions, quantize
+    from leanvision.compression.quantize import BudgetOptions, QuantizeOptions, quantize
     result = quantize("exported/s0", calib="data/train", val="data/val", backend="openvino",
-                      out="exported/s0-int8", options=QuantizeOptions(keep_fp32=("fpn",)))
+                      out="exported/s0-int8", options=QuantizeOptions(budget=BudgetOptions(keep_fp32=("fpn",))))
 
 Backends (ports and adapters, one module each, libraries imported on use): OpenVINO through
 NNCF (`openvino_nncf`) and ONNX Runtime static QDQ (`onnxruntime_qdq`). Calibration images
@@ -14,19 +14,27 @@ and the report states the measured accuracy and throughput on this CPU (`hardwar
 
 from leanvision.compression.quantize.api import QuantizeResult, quantize
 from leanvision.compression.quantize.options import (
+    AdvancedOptions,
+    BudgetOptions,
+    CalibrationOptions,
     CalibSelect,
     Fallback,
     OrtMethod,
     Preset,
     QuantizeOptions,
+    SpeedOptions,
 )
 
 __all__ = [
+    "AdvancedOptions",
+    "BudgetOptions",
     "CalibSelect",
+    "CalibrationOptions",
     "Fallback",
     "OrtMethod",
     "Preset",
     "QuantizeOptions",
     "QuantizeResult",
+    "SpeedOptions",
     "quantize",
 ]

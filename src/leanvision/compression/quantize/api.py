@@ -2,7 +2,7 @@
 
     from leanvision.compression.quantize import QuantizeOptions, quantize
     result = quantize("exported/s0", calib="data/train", val="data/val", backend="openvino",
-                      out="exported/s0-int8", options=QuantizeOptions(max_drop=0.5))
+                      out="exported/s0-int8", options=QuantizeOptions(budget=BudgetOptions(max_drop=0.5)))
     result.drop, result.kept_layers, result.report["models"]
 
 What happens, in order: calibration images are chosen (random / diverse / similar) and
@@ -150,7 +150,7 @@ class _Job:
         start = time.perf_counter()
         indices = self.chosen[:images]
         model = self.adapter.quantize(self.fp32, _Batches(self.calib, indices), images=len(indices),
-                                      ignored=list(ignored), options=self.options, reduce_range=self.reduce_range)
+                                      ignored=list(ignored), options=self.options.advanced, reduce_range=self.reduce_range)
         self.timings["quantize_runs"] = self.timings.get("quantize_runs", 0.0) + time.perf_counter() - start
         return model
 
@@ -215,16 +215,16 @@ def _prepare(model_dir: Path, calib: Path, val: Path, backend: Backend, out: Pat
                          "quantize its FP32 export", path=model_dir)
     check_out(out, model_dir)
     nodes = adapter.nodes(fp32, card.layer_groups)
-    user_kept = resolve(options.keep_fp32, nodes, card.layer_groups)
+    user_kept = resolve(options.budget.keep_fp32, nodes, card.layer_groups)
     predictor = load_predictor(model_dir, backend=backend)
     warnings: list[str] = []
     cpu = detect_cpu()
-    precision = _fallback(options.fallback, backend, cpu, lambda m: (logger.warning(m), warnings.append(m)))
+    precision = _fallback(options.budget.fallback, backend, cpu, lambda m: (logger.warning(m), warnings.append(m)))
     reader = lambda path: read_image(path, 0)  # noqa: E731  the predictor's own reader
     val_set = load_validation_set(val, card, reader=reader, preprocess=predictor.preprocess,
                                   postprocess=predictor.postprocess)
     images = CalibrationImages(calib, image_files(calib), reader, lambda arrays: predictor.preprocess(arrays).batch)
-    reduce_range = options.reduce_range if options.reduce_range is not None else not cpu.vnni
+    reduce_range = options.advanced.reduce_range if options.advanced.reduce_range is not None else not cpu.vnni
     job = _Job(model_dir, out, backend, options, card, adapter, fp32, nodes, [n for n in nodes if n.is_layer],
                user_kept, cpu, precision, reduce_range, val_set, images, [], progress, warnings, {})
     job.chosen = _choose(job)
@@ -232,16 +232,16 @@ def _prepare(model_dir: Path, calib: Path, val: Path, backend: Backend, out: Pat
 
 
 def _choose(job: _Job) -> list[int]:
-    options = job.options
-    wanted = max([options.calib_size, *options.calib_sweep])
+    options = job.options.calibration
+    wanted = max([options.size, *options.sweep])
     features = None
-    if options.calib_select is not CalibSelect.RANDOM:
+    if options.select is not CalibSelect.RANDOM:
         features = _feature_fn(job.adapter, job.fp32, job.card)
     job.progress("choosing calibration images", 0, 1)
-    chosen = choose_images(job.calib, options.calib_select, wanted, seed=options.seed, features=features)
-    if len(chosen) < options.calib_size:
+    chosen = choose_images(job.calib, options.select, wanted, seed=options.seed, features=features)
+    if len(chosen) < options.size:
         job.warn(f"the calibration set has {len(chosen)} readable images, fewer than --calib-size "
-                 f"{options.calib_size}: calibrating on {len(chosen)}")
+                 f"{options.size}: calibrating on {len(chosen)}")
     if job.calib.skipped:
         job.warn(f"{len(job.calib.skipped)} calibration files could not be read and were skipped")
     return chosen
@@ -275,7 +275,7 @@ def _timed(job: _Job, key: str, fn: Callable[[], Any]) -> Any:
 
 
 def _baselines(job: _Job, measured: _Measured) -> None:
-    calib_images = min(job.options.calib_size, len(job.chosen))
+    calib_images = min(job.options.calibration.size, len(job.chosen))
     job.progress("FP32 accuracy", 0, 1)
     measured.fp32_score = _timed(job, "fp32_eval", lambda: job.score(job.fp32, PrecisionHint.FP32))
     job.progress(f"quantizing ({calib_images} images)", 0, 1)
@@ -287,7 +287,7 @@ def _baselines(job: _Job, measured: _Measured) -> None:
 
 
 def _sensitivity(job: _Job, measured: _Measured) -> Sensitivity:
-    count = min(job.options.sensitivity_images, len(job.chosen))
+    count = min(job.options.budget.sensitivity_images, len(job.chosen))
     batch = job.calib.stack(job.chosen[:count])
     reference = job.run(job.fp32, PrecisionHint.FP32)(batch)
     switchable = job.adapter.switchable(measured.int8_all, job.fp32, job.layers)
@@ -304,7 +304,7 @@ def _sensitivity(job: _Job, measured: _Measured) -> Sensitivity:
 def _met_without_ranking(job: _Job, measured: _Measured) -> bool:
     """True when INT8 everywhere already meets the budget: the search has nothing to rank
     (the ranking costs one inference per layer), so it is skipped and the report says so."""
-    budget = job.options.max_drop
+    budget = job.options.budget.max_drop
     met = (budget is not None and not job.user_kept
            and measured.drop(measured.int8_all_score) <= budget)
     if met:
@@ -314,13 +314,13 @@ def _met_without_ranking(job: _Job, measured: _Measured) -> bool:
 
 def _sweep(job: _Job, measured: _Measured) -> list[dict[str, Any]]:
     rows = []
-    for size in sorted(set(job.options.calib_sweep)):
+    for size in sorted(set(job.options.calibration.sweep)):
         if size > len(job.chosen):
             job.warn(f"--calib-sweep {size}: only {len(job.chosen)} calibration images available, size skipped")
             continue
         job.progress(f"calibration sweep: {size} images", 0, 1)
         start = time.perf_counter()
-        same = size == min(job.options.calib_size, len(job.chosen))
+        same = size == min(job.options.calibration.size, len(job.chosen))
         score = measured.int8_all_score if same else job.score(job.quantize(size))
         rows.append({"images": size, "subset_size": nncf_subset_size(size), job.val.metric.key: score,
                      "drop": measured.drop(score), "seconds": time.perf_counter() - start})
@@ -333,7 +333,7 @@ def _keep_only_user(job: _Job, measured: _Measured) -> None:
         measured.final, measured.final_score = measured.int8_all, measured.int8_all_score
         return
     job.progress("quantizing with --keep-fp32", 0, 1)
-    measured.final = job.quantize(min(job.options.calib_size, len(job.chosen)), job.user_kept)
+    measured.final = job.quantize(min(job.options.calibration.size, len(job.chosen)), job.user_kept)
     measured.final_score = job.score(measured.final)
     measured.kept = tuple(n.name for n in job.user_kept if n.is_layer)
 
@@ -344,7 +344,7 @@ def _search(job: _Job, measured: _Measured) -> None:
     user_layers = {n.name for n in user if n.is_layer}
     ranked = measured.sensitivity.order() if measured.sensitivity is not None else []
     order = [name for name in ranked if name not in user_layers]
-    images = min(job.options.calib_size, len(job.chosen))
+    images = min(job.options.calibration.size, len(job.chosen))
 
     def bypass(kept: tuple[str, ...]) -> tuple[float, Any]:
         job.progress(f"budget search: {len(kept)} layers FP32", 0, 1)
@@ -356,7 +356,7 @@ def _search(job: _Job, measured: _Measured) -> None:
         model = job.quantize(images, user + job.nodes_of(kept))
         return job.score(model), model
 
-    search = BudgetSearch(order, job.options.max_drop, measured.drop, bypass=bypass, requantize=requantize)
+    search = BudgetSearch(order, job.options.budget.max_drop, measured.drop, bypass=bypass, requantize=requantize)
     base = measured.int8_all if not user else job.quantize(images, user)
     search.add_all_int8(measured.int8_all_score if not user else job.score(base), base)
     outcome = _timed(job, "budget_search", search.run)
@@ -365,7 +365,7 @@ def _search(job: _Job, measured: _Measured) -> None:
     if not outcome.reached:
         metric = job.val.metric
         job.warn(f"accuracy budget NOT reached: the best model found is {outcome.best.drop:.2f} {metric.unit} "
-                 f"of {metric.label} worse than FP32 (budget {job.options.max_drop:g}) with {len(measured.kept)} "
+                 f"of {metric.label} worse than FP32 (budget {job.options.budget.max_drop:g}) with {len(measured.kept)} "
                  "layers FP32; it was saved anyway")
 
 
@@ -374,7 +374,7 @@ def _settle_fallback(job: _Job, measured: _Measured) -> PrecisionHint:
     if job.precision is not PrecisionHint.BF16:
         return job.precision
     fp32_fallback = job.score(measured.final, PrecisionHint.FP32)
-    budget = job.options.max_drop
+    budget = job.options.budget.max_drop
     bf16_ok = budget is None or measured.drop(measured.final_score) <= budget
     if not bf16_ok and (budget is None or measured.drop(fp32_fallback) <= budget):
         job.warn("bf16 fallback missed the budget where fp32 fallback meets it: saved for fp32")
@@ -384,7 +384,7 @@ def _settle_fallback(job: _Job, measured: _Measured) -> PrecisionHint:
 
 
 def _speed(job: _Job, paths: dict[str, Path], precision: PrecisionHint) -> list[Throughput]:
-    if job.options.bench_seconds <= 0:
+    if job.options.bench.seconds <= 0:
         return []
     cases = [SpeedCase("FP32", paths["FP32"], job.backend, PrecisionHint.FP32),
              SpeedCase("INT8 (all layers)", paths["INT8 (all layers)"], job.backend, precision),
@@ -393,7 +393,7 @@ def _speed(job: _Job, paths: dict[str, Path], precision: PrecisionHint) -> list[
         cases.append(SpeedCase("saved, fp32 fallback", paths["saved"], job.backend, PrecisionHint.FP32))
     job.progress("measuring throughput", 0, 1)
     return _timed(job, "throughput", lambda: measure_throughput(
-        cases, job.val.first_batch(), seconds=job.options.bench_seconds, rounds=job.options.bench_rounds,
+        cases, job.val.first_batch(), seconds=job.options.bench.seconds, rounds=job.options.bench.rounds,
         options=BENCH_ENGINE))
 
 
@@ -444,10 +444,10 @@ def quantize(
                    progress or (lambda *_: None))
     measured = _Measured(job.val.metric)
     _baselines(job, measured)
-    if options.sensitivity and not _met_without_ranking(job, measured):
+    if options.budget.sensitivity and not _met_without_ranking(job, measured):
         measured.sensitivity = _sensitivity(job, measured)
     measured.sweep = _sweep(job, measured)
-    if options.max_drop is None:
+    if options.budget.max_drop is None:
         _keep_only_user(job, measured)
     else:
         _search(job, measured)
@@ -501,13 +501,13 @@ def _model_rows(job: _Job, measured: _Measured, precision: PrecisionHint, speeds
 
 
 def _calibration_facts(job: _Job) -> dict[str, Any]:
-    images = min(job.options.calib_size, len(job.chosen))
-    return {"source": str(job.calib.source), "files": len(job.calib), "selection": job.options.calib_select.value,
-            "seed": job.options.seed, "images": images, "subset_size": nncf_subset_size(images),
+    images = min(job.options.calibration.size, len(job.chosen))
+    return {"source": str(job.calib.source), "files": len(job.calib), "selection": job.options.calibration.select.value,
+            "seed": job.options.calibration.seed, "images": images, "subset_size": nncf_subset_size(images),
             "chosen": [str(job.calib.files[i]) for i in job.chosen[:images]],
             "skipped": [f"{job.calib.files[i]}: {why}" for i, why in sorted(job.calib.skipped.items())],
-            "grayscale": len(job.calib.grayscale), "preset": job.options.nncf_preset.value,
-            "ort_method": job.options.ort_calibration.value, "per_channel": job.options.per_channel,
+            "grayscale": len(job.calib.grayscale), "preset": job.options.advanced.nncf_preset.value,
+            "ort_method": job.options.advanced.ort_calibration.value, "per_channel": job.options.advanced.per_channel,
             "reduce_range": job.reduce_range}
 
 
@@ -523,7 +523,7 @@ def _report(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: li
     return {
         "model_dir": str(job.model_dir), "out": str(job.out), "backend": job.backend.value,
         "cpu": job.cpu.to_dict(), "options": job.options.to_dict(),
-        "fallback": {"requested": job.options.fallback.value, "used": precision.value, "bf16_available": job.cpu.bf16},
+        "fallback": {"requested": job.options.budget.fallback.value, "used": precision.value, "bf16_available": job.cpu.bf16},
         "metric": job.val.metric.to_dict(),
         "validation": {"source": str(job.val.source), "images": len(job.val),
                        "objects": job.val.objects},
@@ -542,13 +542,13 @@ def _card(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: list
     key = job.val.metric.key
     metrics = {f"quant_fp32_{key}": measured.fp32_score, f"quant_int8_all_{key}": measured.int8_all_score,
                f"quant_{key}": measured.final_score, "quant_drop": measured.drop(measured.final_score),
-               "quant_calibration_images": float(min(job.options.calib_size, len(job.chosen)))}
+               "quant_calibration_images": float(min(job.options.calibration.size, len(job.chosen)))}
     for speed in speeds:
         key = {"FP32": "fp32", "INT8 (all layers)": "int8_all", "saved": "saved"}.get(speed.label)
         if key is not None and math.isfinite(speed.images_per_s):
             metrics[f"quant_{key}_images_per_s"] = speed.images_per_s
     facts = {"backend": job.backend.value, "fallback_precision": precision.value,
-             "metric": job.val.metric.to_dict(), "budget": job.options.max_drop,
+             "metric": job.val.metric.to_dict(), "budget": job.options.budget.max_drop,
              "budget_reached": None if measured.budget is None else measured.budget.reached,
              "fp32_other_nodes": _other_kept(job),
              "calibration": {k: v for k, v in _calibration_facts(job).items() if k != "chosen"}}

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from leanvision.compression.quantize.groups import Node
-from leanvision.compression.quantize.options import QuantizeOptions
+from leanvision.compression.quantize.options import AdvancedOptions
 from leanvision.runtime import Backend, PrecisionHint
 
 Run = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -50,7 +50,7 @@ class QuantizerBackend(Protocol):
         ...
 
     def quantize(self, model: Any, calibration: Iterable[np.ndarray], *, images: int, ignored: Sequence[Node],
-                 options: QuantizeOptions, reduce_range: bool) -> Any:
+                 options: AdvancedOptions, reduce_range: bool) -> Any:
         """The INT8 model calibrated on `images` inputs, with `ignored` left in float."""
         ...
 

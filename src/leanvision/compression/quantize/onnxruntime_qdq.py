@@ -32,7 +32,7 @@ import numpy as np
 
 from leanvision.compression.quantize.groups import Node, group_of
 from leanvision.compression.quantize.logs import quiet
-from leanvision.compression.quantize.options import OrtMethod, QuantizeOptions
+from leanvision.compression.quantize.options import AdvancedOptions, OrtMethod
 from leanvision.core.deps import require
 from leanvision.core.errors import ModelError
 from leanvision.runtime import Backend, PrecisionHint
@@ -193,7 +193,7 @@ class OnnxRuntimeQuantizer:
                 if n.op_type not in QUANT_OPS and any(i in dequantized for i in n.input)}
 
     def quantize(self, model: Any, calibration: Iterable[np.ndarray], *, images: int, ignored: Sequence[Node],
-                 options: QuantizeOptions, reduce_range: bool) -> Any:
+                 options: AdvancedOptions, reduce_range: bool) -> Any:
         """`quantize_static` (QDQ, u8 activations, s8 weights) from `images` one-image batches.
 
         The output tail (the reshapes and concatenations after the last layers) stays FP32,
@@ -315,7 +315,7 @@ def output_tail(model: Any) -> list[Node]:
 
 
 def _quantize_static(quant: Any, source: Path, prepared: Path, target: Path, method: Any, reader: _Reader,
-                     options: QuantizeOptions, reduce_range: bool, ignored: Sequence[Node]) -> None:
+                     options: AdvancedOptions, reduce_range: bool, ignored: Sequence[Node]) -> None:
     quant.quant_pre_process(str(source), str(prepared), skip_optimization=True)
     quant.quantize_static(
         str(prepared), str(target), reader, quant_format=quant.QuantFormat.QDQ, per_channel=options.per_channel,

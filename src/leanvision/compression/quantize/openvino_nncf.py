@@ -30,7 +30,7 @@ import numpy as np
 
 from leanvision.compression.quantize.groups import Node, group_of
 from leanvision.compression.quantize.logs import quiet
-from leanvision.compression.quantize.options import QuantizeOptions
+from leanvision.compression.quantize.options import AdvancedOptions
 from leanvision.core.deps import require
 from leanvision.core.errors import ModelError
 from leanvision.runtime import Backend, PrecisionHint
@@ -115,7 +115,7 @@ class OpenVinoQuantizer:
         return {op.get_friendly_name() for op in model.get_ordered_ops() if _fq_inputs(op)}
 
     def quantize(self, model: Any, calibration: Iterable[np.ndarray], *, images: int, ignored: Sequence[Node],
-                 options: QuantizeOptions, reduce_range: bool) -> Any:
+                 options: AdvancedOptions, reduce_range: bool) -> Any:
         """`nncf.quantize` with one image per dataset item (so subset_size = `images`).
 
         `reduce_range` is ONNX Runtime's; NNCF applies its own overflow fix for CPUs

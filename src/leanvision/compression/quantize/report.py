@@ -115,7 +115,7 @@ def _sensitivity_blocks(report: Mapping[str, Any], chart: bool) -> list[Block]:
     if not sens:
         return []
     rows = [[str(i + 1), s["layer"], s["group"] or "-", f"{s['gain']:.3g}", _fmt(s["sqnr_db"])]
-            for i, s in enumerate(sens["layers"][: report["options"]["chart_layers"]])]
+            for i, s in enumerate(sens["layers"][: report["options"]["budget"]["chart_layers"]])]
     all_db = "inf" if sens["sqnr_all_db"] is None else f"{sens['sqnr_all_db']:.1f}"
     text = (f"Each layer alone kept FP32 in the quantized model, scored by the raw outputs' error against "
             f"FP32 on {sens['images']} calibration images (all INT8: SQNR {all_db} dB; {sens['seconds']:.1f} s).")
@@ -193,7 +193,7 @@ def _html(items: Sequence[Block], chart_png: bytes | None) -> str:
 
 def write_reports(out_dir: Path, report: Mapping[str, Any], sensitivity: Sensitivity | None) -> list[Path]:
     """Write the JSON, Markdown and HTML reports (and the chart PNG the Markdown shows)."""
-    chart = sensitivity_chart(sensitivity, report["options"]["chart_layers"]) if sensitivity and sensitivity.layers else None
+    chart = sensitivity_chart(sensitivity, report["options"]["budget"]["chart_layers"]) if sensitivity and sensitivity.layers else None
     items = blocks(report, chart=chart is not None)
     atomic_write_text(out_dir / REPORT_JSON, json.dumps(report, indent=2, default=str) + "\n")
     atomic_write_text(out_dir / REPORT_MD, _markdown(items))

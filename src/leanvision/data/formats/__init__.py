@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -139,18 +140,24 @@ def read_of_task(path: Path, task: Task) -> AnyDataset:
     return read_dataset(path, fmt)
 
 
+SetT = TypeVar("SetT", DetectionSet, ClassificationSet, CountingSet, SegmentationSet)
+
+
+def read_set(path: Path, kind: type[SetT]) -> SetT:
+    """Read the dataset at `path` as a `kind` set (its task's formats); DataError for another task's."""
+    dataset = read_of_task(path, kind.task)
+    assert isinstance(dataset, kind)
+    return dataset
+
+
 def read_detection(path: Path) -> DetectionSet:
     """Read a detection dataset in any detection format."""
-    dataset = read_of_task(path, Task.DETECT)
-    assert isinstance(dataset, DetectionSet)
-    return dataset
+    return read_set(path, DetectionSet)
 
 
 def read_counting(path: Path) -> CountingSet:
     """Read a counting set (points.json / points.csv / ShanghaiTech); DataError for another task's."""
-    dataset = read_of_task(path, Task.COUNT)
-    assert isinstance(dataset, CountingSet)
-    return dataset
+    return read_set(path, CountingSet)
 
 
 def _outside(record: PointRecord) -> np.ndarray:
@@ -218,5 +225,6 @@ __all__ = [
     "read_counting",
     "read_dataset",
     "read_detection",
+    "read_set",
     "write_detection",
 ]

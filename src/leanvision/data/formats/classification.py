@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from leanvision.core import DataError
+from leanvision.core import DataError, Task
 from leanvision.data.formats.common import Issue, link_or_copy
 from leanvision.data.images import is_image
 
@@ -19,6 +20,8 @@ class ClassificationSet:
         items: (file name relative to `image_root`, label) pairs.
         image_root: the ImageFolder root.
     """
+
+    task: ClassVar[Task] = Task.CLASSIFY  # the task whose sets these are
 
     classes: tuple[str, ...]
     items: list[tuple[str, int]]

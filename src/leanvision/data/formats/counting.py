@@ -14,10 +14,11 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from leanvision.core import DataError
+from leanvision.core import DataError, Task
 from leanvision.core.io import atomic_path, atomic_write_text
 from leanvision.data.formats.common import Issue
 from leanvision.data.images import list_images, read_size
@@ -39,6 +40,10 @@ class PointRecord:
 
 @dataclass(eq=False)
 class CountingSet:
+    """A counting dataset: images with head points."""
+
+    task: ClassVar[Task] = Task.COUNT  # the task whose sets these are
+
     images: list[PointRecord]
     image_root: Path
     issues: list[Issue] = field(default_factory=list)

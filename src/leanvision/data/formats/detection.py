@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from leanvision.core import Detections
+from leanvision.core import Detections, Task
 from leanvision.data.formats.common import Issue
 
 
@@ -40,6 +41,8 @@ class DetectionSet:
             label file, ...). The affected objects or records are left out; `data check`
             reports these, other commands warn or refuse.
     """
+
+    task: ClassVar[Task] = Task.DETECT  # the task whose sets these are
 
     classes: tuple[str, ...]
     images: list[ImageRecord]

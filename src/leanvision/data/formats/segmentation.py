@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from leanvision.core import DataError
+from leanvision.core import DataError, Task
 from leanvision.core.io import atomic_write_text
 from leanvision.data.formats.common import Issue
 from leanvision.data.images import list_images
@@ -26,6 +27,8 @@ class SegmentationSet:
         items: (image file name, mask file name), relative to `image_root` / `mask_root`.
         ignore_index: mask value that is not scored.
     """
+
+    task: ClassVar[Task] = Task.SEGMENT  # the task whose sets these are
 
     classes: tuple[str, ...]
     items: list[tuple[str, str]]
