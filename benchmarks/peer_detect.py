@@ -75,6 +75,8 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "lv_effl0_imagenet": ("s0_cervical_retinanet",
                           ["model.name=retinanet_effl0_slim", "model.weights_backbone=imagenet",
                            "model.overrides={trainable_backbone_layers: 5}"]),
+    # The S0 recipe before the measured trade (stride-8 stage trained, 4-conv head towers).
+    "lv_effl0_heavy": ("s0_cervical_retinanet", ["model.overrides={trainable_backbone_layers: 5}"]),
     # The S0 recipe as shipped (its defaults are the measured best).
     "lv_best": ("s0_cervical_retinanet", []),
 }

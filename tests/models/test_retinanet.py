@@ -97,6 +97,17 @@ def test_slim_structure_is_s0s():
     assert norms and all(type(m) is nn.BatchNorm2d and m.weight.requires_grad for m in norms)  # S0: BN trains
 
 
+def test_head_convs_option_keeps_torchvisions_first_layers_and_keys():
+    model = _slim(num_classes=1, head_convs=2)
+    for tower in (model.head.classification_head.conv, model.head.regression_head.conv):
+        convs = [m for m in tower.modules() if isinstance(m, nn.Conv2d)]
+        assert [(c.in_channels, c.out_channels) for c in convs] == [(128, 64), (64, 64)]
+    full = _slim(num_classes=1).state_dict()
+    assert set(model.state_dict()) < set(full)  # a prefix of the 4-layer towers: same names
+    with pytest.raises(ConfigError, match="head_convs"):
+        _slim(head_convs=5)
+
+
 def test_frozen_bn_option():
     model = _slim(frozen_bn=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.modules())

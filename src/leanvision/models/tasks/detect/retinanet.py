@@ -60,6 +60,8 @@ class RetinaNetOptions(Config):
             C3-C5 at strides 8/16/32), e.g. "resnet18"; None keeps the variant's.
         fpn_channels: FPN width (torchvision 256; S0's slim model 128).
         head_channels: width of each head tower (torchvision 256; S0's slim model 64).
+        head_convs: 3x3 conv + ReLU layers per head tower before its predictor (torchvision
+            and S0: 4; YOLOv8's branches have 2).
         p6_from: whether P6 reads C5 or P5.
         anchor_sizes: per level P3..P7, anchor sizes in input pixels.
         aspect_ratios: per level, anchor h/w ratios.
@@ -73,6 +75,7 @@ class RetinaNetOptions(Config):
     backbone: str | None = None
     fpn_channels: int = 256
     head_channels: int = 256
+    head_convs: int = 4
     p6_from: P6Source = P6Source.C5
     anchor_sizes: tuple[tuple[float, ...], ...] = DEFAULT_ANCHOR_SIZES
     aspect_ratios: tuple[tuple[float, ...], ...] = DEFAULT_ASPECT_RATIOS
@@ -88,6 +91,8 @@ class RetinaNetOptions(Config):
     def __post_init__(self) -> None:
         if self.fpn_channels <= 0 or self.head_channels <= 0:
             raise ValueError("fpn_channels and head_channels must be positive")
+        if not 1 <= self.head_convs <= 4:
+            raise ValueError(f"head_convs must be 1 to 4 (torchvision's towers have 4), got {self.head_convs}")
         if not len(self.anchor_sizes) == len(self.aspect_ratios) == PYRAMID_LEVELS:
             raise ValueError(f"anchor_sizes and aspect_ratios need {PYRAMID_LEVELS} entries, one per level P3..P7")
         per_cell = {len(s) * len(r) for s, r in zip(self.anchor_sizes, self.aspect_ratios, strict=True)}
@@ -353,5 +358,6 @@ def build_retinanet(
     head = retina_head(
         options.fpn_channels, options.head_channels,
         num_anchors=anchor_generator.num_anchors_per_location()[0], num_classes=num_classes,
+        convs=options.head_convs,
     )
     return RetinaNetDetector(backbone, fpn, head, anchor_generator, name=name, options=options)
