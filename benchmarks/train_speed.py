@@ -36,6 +36,7 @@ CASES: dict[str, tuple[str, dict, bool, bool]] = {
     "effl0_nhwc": ("retinanet_effl0_slim", {}, True, False),
     "effl0_nhwc_frozen5": ("retinanet_effl0_slim", {"trainable_backbone_layers": 5}, True, False),
     "effl0_nhwc_frozen5_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 5}, True, True),
+    "effl0_nhwc_frozen4_head2": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2}, True, False),
 }
 # Profiler op name -> category of the breakdown (anything else: "other").
 CATEGORIES = {
