@@ -97,6 +97,18 @@ def test_without_augmentation_images_are_letterboxed_to_the_input_size(tmp_path)
     np.testing.assert_allclose(target["boxes"].numpy(), dataset.images[0].targets.boxes * 0.5)
 
 
+def test_crowd_and_difficult_boxes_are_not_training_targets(tmp_path):
+    dataset = read_detection(make_set(tmp_path / "set"))
+    first = dataset.images[0]
+    dataset.images[0] = ImageRecord(first.file_name, first.width, first.height, first.targets, first.id,
+                                    crowd=np.array([True, False]))
+    dataset.images[1] = ImageRecord(dataset.images[1].file_name, 100, 80, dataset.images[1].targets, 2,
+                                    difficult=np.array([False, True]))
+    samples = DetectionDataset(dataset, augment=None, input_size=(60, 50), seed=0)
+    np.testing.assert_allclose(samples[0][1]["boxes"].numpy(), first.targets.boxes[1:] * 0.5)
+    np.testing.assert_allclose(samples[1][1]["boxes"].numpy(), dataset.images[1].targets.boxes[:1] * 0.5)
+
+
 def test_samples_do_not_depend_on_worker_count_or_order(tmp_path):
     dataset = make_dataset(make_set(tmp_path / "set"))
     dataset.set_epoch(3)
@@ -145,7 +157,7 @@ def test_a_corrupt_image_is_skipped_with_a_warning_and_counted(tmp_path, caplog)
     bad = len(dataset) - 1
     with caplog.at_level(logging.WARNING, logger="leanvision.data.torch_dataset"):
         image, _, source = dataset[bad]
-    assert "im5.png" in caplog.text and "cannot decode" in caplog.text
+    assert "im5.png" in caplog.text and "not an image file" in caplog.text
     assert source == 0  # the next readable image, wrapping around
     assert image.shape == (3, *INPUT)
     assert dataset.skipped == 1 and dataset.skipped_files == ["im5.png"]

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import console, emit_json, out, progress_bar
+from leanvision.cli.ui import console, json_result, out, progress_bar
 from leanvision.core import ConfigError, DataError, Task
+
+
+class DetectionFormat(enum.StrEnum):
+    """The formats `data convert` writes."""
+
+    COCO = "coco"
+    VOC = "voc"
+    YOLO = "yolo"
+
 
 app = typer.Typer(help="Datasets: synth, convert, check, stats, anchors, preview.", no_args_is_help=True)
 
-JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout).")
-
-
-def _json_target(value: Path | None) -> Path | None:
-    return None if value is None or str(value) == "-" else value
+JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-': only the JSON on stdout).")
 
 
 @app.command()
@@ -34,32 +40,47 @@ def synth(
     """Write a deterministic synthetic dataset for TASK under OUT."""
     from leanvision.data.synth import synthesize
 
-    with progress_bar(f"synth {task}") as update:
-        summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
-                             large_images=large_images, large_size=large_size, overwrite=overwrite,
-                             progress=lambda stage, done, total: update(done, total, stage))
-    for split, info in summary["splits"].items():
-        out.print(f"{out_dir / split}: {info['images']} images, {info['objects']} objects")
-    if json_out is not None:
-        emit_json(summary, _json_target(json_out))
+    with json_result(json_out) as emit:
+        with progress_bar(f"synth {task}") as update:
+            summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
+                                 large_images=large_images, large_size=large_size, overwrite=overwrite,
+                                 progress=lambda stage, done, total: update(done, total, stage))
+        for split, info in summary["splits"].items():
+            out.print(f"{out_dir / split}: {_plural(info['images'], 'image')}, {_plural(info['objects'], 'object')}")
+        emit(summary)
 
 
 @app.command()
 def convert(
     src: Path = typer.Argument(..., help="Detection dataset (COCO dir or .json, VOC dir, YOLO dir)."),
-    dst: Path = typer.Argument(..., help="Output directory."),
-    to: str = typer.Option(..., "--to", help="coco, voc or yolo."),
+    dst: Path = typer.Argument(..., help="Output directory: new, empty, or a previous conversion (replaced whole)."),
+    to: DetectionFormat = typer.Option(..., "--to", help="The format to write."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Convert the clean part of a source with problems, "
+                                  "list what is left out and exit 1 (default: refuse, write nothing)."),
 ) -> None:
     """Convert a detection dataset between COCO JSON, Pascal VOC XML and YOLO txt."""
-    from leanvision.core import DataError
     from leanvision.data.formats import Format, convert_detection
 
-    if to not in ("coco", "voc", "yolo"):
-        raise DataError(f"--to must be coco, voc or yolo, got '{to}'")
-    dataset = convert_detection(src, dst, Format(to))
-    for issue in dataset.issues:
-        console.print(f"[yellow]warning[/]: {issue} (not converted)")
-    out.print(f"{dst}: {len(dataset.images)} images, {dataset.num_objects} objects as {to}")
+    result = convert_detection(src, dst, Format(to.value), skip_bad=skip_bad)
+    for issue in result.dropped:
+        console.print(f"left out: {issue}", markup=False, highlight=False, soft_wrap=True)
+    for flag, count in result.unheld.items():
+        console.print(f"left out: {_plural(count, f'{flag} box', f'{flag} boxes')}: {to} cannot mark them",
+                      markup=False, highlight=False, soft_wrap=True)
+    written = result.written
+    out.print(f"{dst}: {_plural(len(written.images), 'image')}, {_plural(written.num_objects, 'object')} as {to}",
+              markup=False, highlight=False)
+    if result.dropped:
+        out.print(f"left out: {_plural(result.dropped_images, 'image')}, {_plural(result.dropped_objects, 'object')} "
+                  f"({_plural(len(result.dropped), 'problem')}, listed above)", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+_NOUNS = {"objects": ("object", "objects"), "people": ("person", "people")}
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 @app.command()
@@ -71,17 +92,17 @@ def check(
     """Report every problem in a dataset (exit 1 if any): images, labels, boxes, sizes."""
     from leanvision.data.check import check as run_check
 
-    with progress_bar(f"check {path}") as update:
-        reports = run_check(path, workers=workers, progress=update)
-    problems = 0
-    for report in reports:
-        out.print(f"{report.path} ({report.format}, {report.task}): {report.images} images, "
-                  f"{report.objects} objects, {len(report.issues)} problems")
-        for issue in report.issues:
-            out.print(f"  {issue}", markup=False, highlight=False)
-        problems += len(report.issues)
-    if json_out is not None:
-        emit_json({"problems": problems, "datasets": [r.to_dict() for r in reports]}, _json_target(json_out))
+    with json_result(json_out) as emit:
+        with progress_bar(f"check {path}") as update:
+            reports = run_check(path, workers=workers, progress=update)
+        problems = 0
+        for report in reports:
+            out.print(f"{report.path} ({report.format}, {report.task}): {_plural(report.images, 'image')}, "
+                      f"{_plural(report.objects, 'object')}, {_plural(len(report.issues), 'problem')}")
+            for issue in report.issues:
+                out.print(f"  {issue}", markup=False, highlight=False)
+            problems += len(report.issues)
+        emit({"problems": problems, "datasets": [r.to_dict() for r in reports]})
     if problems:
         raise typer.Exit(1)
 
@@ -96,9 +117,10 @@ def stats(
 
     result = dataset_stats(path, out_dir)
     for name, s in result.items():
-        objects = s.get("objects", s.get("people", s["images"]))
-        out.print(f"{name} ({s['task']}, {s['format']}): {s['images']} images, {objects} objects/items; "
-                  f"plots: {', '.join(s['plots'])}")
+        noun = next((n for n in ("objects", "people") if n in s), None)
+        counted = _plural(s[noun], *_NOUNS[noun]) if noun else _plural(s["images"], "item")
+        out.print(f"{name} ({s['task']}, {s['format']}): {_plural(s['images'], 'image')}, {counted}; "
+                  f"plots: {', '.join(s['plots'])}", markup=False, highlight=False)
     out.print(f"wrote {out_dir / 'stats.json'}")
 
 
@@ -117,32 +139,32 @@ def anchors(
     from leanvision.data.anchors import box_shapes, fit_anchors
     from leanvision.data.formats import read_detection
 
-    dataset = read_detection(path)
-    if recipe is not None:
-        from leanvision.core.config import recipe_path
-        from leanvision.training.config import TrainConfig
-        from leanvision.training.tasks.detect import training_box_shapes
+    with json_result(json_out) as emit:
+        dataset = read_detection(path)
+        if recipe is not None:
+            from leanvision.core.config import recipe_path
+            from leanvision.training.config import TrainConfig
+            from leanvision.training.tasks.detect import training_box_shapes
 
-        config = TrainConfig.from_yaml(recipe_path(recipe))
-        model = _retinanet_anchors(config.model.overrides)
-        boxes, labels = training_box_shapes(dataset, config.data, config.augment)
-    else:
-        model = _retinanet_anchors({})
-        boxes, labels = box_shapes(dataset)
-    if not len(boxes):
-        raise DataError("the dataset has no boxes: nothing to fit anchors to", path=path)
-    result = fit_anchors(boxes, labels, dataset.classes, threshold=threshold, **model)
-    out.print(f"{result.boxes} boxes; an anchor at IoU >= {threshold:g}: {result.coverage_before:.1%} with the "
-              f"{'recipe' if recipe else 'default'} anchors, {result.coverage_after:.1%} with fitted ones "
-              f"(sizes x{result.factor:.3g}, ratios {list(result.ratios)})")
-    for name, row in result.per_class.items():
-        out.print(f"  {name}: {row['boxes']} boxes, median {row['median_px']:g} px: {row['before']:.1%} -> "
-                  f"{row['after']:.1%}", markup=False, highlight=False)
-    out.print("fitted anchors as recipe overrides (model.overrides):", markup=False)
-    out.print(yaml.safe_dump(result.overrides(), default_flow_style=None, sort_keys=False).rstrip(),
-              markup=False, highlight=False)
-    if json_out is not None:
-        emit_json(result.to_dict(), _json_target(json_out))
+            config = TrainConfig.from_yaml(recipe_path(recipe))
+            model = _retinanet_anchors(config.model.overrides)
+            boxes, labels = training_box_shapes(dataset, config.data, config.augment)
+        else:
+            model = _retinanet_anchors({})
+            boxes, labels = box_shapes(dataset)
+        if not len(boxes):
+            raise DataError("the dataset has no boxes: nothing to fit anchors to", path=path)
+        result = fit_anchors(boxes, labels, dataset.classes, threshold=threshold, **model)
+        out.print(f"{result.boxes} boxes; an anchor at IoU >= {threshold:g}: {result.coverage_before:.1%} with the "
+                  f"{'recipe' if recipe else 'default'} anchors, {result.coverage_after:.1%} with fitted ones "
+                  f"(sizes x{result.factor:.3g}, ratios {list(result.ratios)})")
+        for name, row in result.per_class.items():
+            out.print(f"  {name}: {row['boxes']} boxes, median {row['median_px']:g} px: {row['before']:.1%} -> "
+                      f"{row['after']:.1%}", markup=False, highlight=False)
+        out.print("fitted anchors as recipe overrides (model.overrides):", markup=False)
+        out.print(yaml.safe_dump(result.overrides(), default_flow_style=None, sort_keys=False).rstrip(),
+                  markup=False, highlight=False)
+        emit(result.to_dict())
 
 
 def _retinanet_anchors(overrides: dict) -> dict:

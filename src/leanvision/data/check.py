@@ -4,7 +4,9 @@ Checks, per dataset found under the given directory (itself or its train/, val/,
 - label files that do not parse, unknown classes, duplicate ids (from the readers);
 - images missing, unreadable, corrupt or truncated (full decode, reduced scale for JPEG);
 - image size stated in the labels differing from the file;
-- boxes outside the image or of zero area; points outside the image;
+- boxes outside the image or of zero or negative width / height, shown as their label file
+  writes them; points outside the image;
+- image file names that lead outside the dataset folder (`..`, absolute; from the readers);
 - masks of the wrong size or with values that are neither a class nor the ignore index.
 Decoding runs in a thread pool (the decoders release the GIL).
 """
@@ -24,15 +26,13 @@ from leanvision.data.formats import (
     CountingSet,
     DetectionSet,
     Format,
+    ImageRecord,
     Issue,
     SegmentationSet,
     find_datasets,
     read_dataset,
 )
 from leanvision.data.images import read_size, verify_image
-
-# Tolerance for "box outside the image": annotation tools round to whole pixels.
-BOX_TOLERANCE_PX = 0.5
 
 
 @dataclass
@@ -91,7 +91,7 @@ Job = Callable[[], list[Issue]]
 def _image_jobs(dataset) -> Iterator[Job]:
     if isinstance(dataset, DetectionSet):
         for record in dataset.images:
-            yield lambda r=record: _check_detection_image(dataset.image_path(r), r.width, r.height, r.targets.boxes)
+            yield lambda r=record: _check_detection_image(dataset.image_path(r), r)
     elif isinstance(dataset, CountingSet):
         for record in dataset.images:
             yield lambda r=record: _check_points_image(dataset.image_root / r.file_name, r.width, r.height, r.points)
@@ -119,15 +119,16 @@ def _size_issues(image_path: Path, width: int, height: int) -> tuple[list[Issue]
     return issues, actual
 
 
-def _check_detection_image(image_path: Path, width: int, height: int, boxes: np.ndarray) -> list[Issue]:
-    issues, actual = _size_issues(image_path, width, height)
-    w, h = (width, height) if width and height else (actual or (0, 0))
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        box = f"box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
-        if x2 <= x1 or y2 <= y1:
-            issues.append(Issue(str(image_path), f"{box} has zero area"))
-        elif w and h and (min(x1, y1) < -BOX_TOLERANCE_PX or x2 > w + BOX_TOLERANCE_PX or y2 > h + BOX_TOLERANCE_PX):
-            issues.append(Issue(str(image_path), f"{box} is outside the {w}x{h} image"))
+def _check_detection_image(image_path: Path, record: ImageRecord) -> list[Issue]:
+    """Decode and size problems, then each box as written in its label file (COCO xywh with
+    the annotation id, VOC 1-based pixels, YOLO normalised with the line number)."""
+    issues, actual = _size_issues(image_path, record.width, record.height)
+    w, h = (record.width, record.height) if record.width and record.height else (actual or (0, 0))
+    for index, reason in record.box_problems(w, h):
+        where, written = record.source(index)
+        in_memory = where == record.file_name  # no label file: name the image
+        issues.append(Issue(str(image_path) if in_memory else where,
+                            f"{written} {reason}" + ("" if in_memory else f" ({record.file_name})")))
     return issues
 
 

@@ -32,8 +32,8 @@ class LabelledSet:
     Attributes:
         path: the dataset.
         files: image files, in the set's order.
-        truth: per image, its ground truth (detection: `Detections` targets; counting: the
-            number of points).
+        truth: per image, its ground truth (detection: the `ImageRecord`, targets with their
+            crowd / difficult flags; counting: the number of points).
         sizes: per image, (width, height) from the labels; (0, 0) where the labels lack it.
         issues: what was left out or dropped while reading.
         dataset: the reader's in-memory set (`DetectionSet`, `CountingSet`), for torch evaluation.
@@ -75,7 +75,8 @@ def _make_detection_scorer(truth: Sequence[Any], sizes: Sequence[tuple[int, int]
                            class_names: tuple[str, ...]) -> Scorer:
     from leanvision.evaluation.detection import DetectionScorer
 
-    return DetectionScorer(tuple(truth), tuple(sizes), class_names)
+    return DetectionScorer(tuple(r.targets for r in truth), tuple(sizes), class_names,
+                           crowd=tuple(r.crowd for r in truth), difficult=tuple(r.difficult for r in truth))
 
 
 def _make_counting_scorer(truth: Sequence[Any], sizes: Sequence[tuple[int, int]]) -> Scorer:
@@ -99,7 +100,7 @@ def read_detection_set(path: Path, class_names: Sequence[str] | None = None) -> 
     if dataset.num_objects == 0:
         raise DataError("the validation set has no labelled box: mAP@0.5 needs ground truth", path=path)
     records = dataset.images
-    return LabelledSet(path, tuple(dataset.image_path(r) for r in records), tuple(r.targets for r in records),
+    return LabelledSet(path, tuple(dataset.image_path(r) for r in records), tuple(records),
                        tuple((r.width, r.height) for r in records), tuple(dataset.issues), dataset, "map50", True,
                        dataset.num_objects, partial(_make_detection_scorer, class_names=tuple(dataset.classes)))
 

@@ -172,7 +172,9 @@ class DetectionDataset(SampleDataset):
                          pad_value=pad_value, scale=scale)
 
     def _labels(self, record: Any, width: int, height: int) -> Detections:
-        targets = record.targets.clip(width, height)
+        # Crowd (COCO iscrowd) and difficult (VOC) boxes are not training targets, as in
+        # torchvision's and Detectron2's COCO readers; evaluation ignores them instead.
+        targets = record.targets[~(record.crowd | record.difficult)].clip(width, height)
         return targets[targets.areas > 0]
 
     def _fit(self, image: np.ndarray, labels: Detections) -> tuple[np.ndarray, Detections]:

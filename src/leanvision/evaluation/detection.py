@@ -6,6 +6,11 @@ COCO dictionaries it reads and the evaluation arrays it writes into `DetectionMe
 
 Negative images (no ground truth) are listed as COCO images, so detections on them are false
 positives that lower precision, as in S0's scoring where most windows hold no abnormal cell.
+
+Ground-truth boxes may be flagged. A crowd box (COCO `iscrowd`) is pycocotools' own case:
+detections matching it (IoU over the detection's area) are ignored, neither true nor false
+positives. A difficult box (VOC `difficult`) is ignored as the VOC devkit does: it is not
+a positive to find, and a detection matching it (ordinary IoU) is not a false positive.
 """
 
 from __future__ import annotations
@@ -93,15 +98,32 @@ def _coco_images(image_sizes: Sequence[tuple[int, int]]) -> list[dict[str, int]]
     return [{"id": i + 1, "width": int(w), "height": int(h)} for i, (w, h) in enumerate(image_sizes)]
 
 
-def _coco_boxes(per_image: Sequence[Detections], *, with_scores: bool) -> list[dict[str, Any]]:
+def _flags(flags: Sequence[np.ndarray] | None, per_image: Sequence[Detections], name: str) -> list[np.ndarray]:
+    """Per image, one bool per box (all False when `flags` is None)."""
+    if flags is None:
+        return [np.zeros(len(d), bool) for d in per_image]
+    if len(flags) != len(per_image):
+        raise ValueError(f"{name}: one entry per image is needed, got {len(flags)} for {len(per_image)} images")
+    out = [np.asarray(f, bool).reshape(-1) for f in flags]
+    for f, dets in zip(out, per_image, strict=True):
+        if len(f) != len(dets):
+            raise ValueError(f"{name}: one flag per ground-truth box is needed, got {len(f)} for {len(dets)}")
+    return out
+
+
+def _coco_boxes(per_image: Sequence[Detections], *, with_scores: bool, crowd: Sequence[np.ndarray] | None = None,
+                difficult: Sequence[np.ndarray] | None = None) -> list[dict[str, Any]]:
     """COCO annotation dicts (xywh boxes, category id = label + 1, image id = index + 1)."""
+    crowd, difficult = _flags(crowd, per_image, "crowd"), _flags(difficult, per_image, "difficult")
     annotations = []
     for index, dets in enumerate(per_image):
         xywh = xyxy_to_xywh(dets.boxes)
-        for box, score, label in zip(xywh.tolist(), dets.scores.tolist(), dets.labels.tolist(), strict=True):
+        flags = zip(crowd[index].tolist(), difficult[index].tolist(), strict=True)
+        for box, score, label, (is_crowd, is_difficult) in zip(xywh.tolist(), dets.scores.tolist(),
+                                                                dets.labels.tolist(), flags, strict=True):
             record = {
                 "id": len(annotations) + 1, "image_id": index + 1, "category_id": int(label) + 1,
-                "bbox": box, "area": box[2] * box[3], "iscrowd": 0,
+                "bbox": box, "area": box[2] * box[3], "iscrowd": int(is_crowd), "difficult": int(is_difficult),
             }
             if with_scores:
                 record["score"] = float(score)
@@ -142,10 +164,24 @@ def _check_inputs(
             raise ValueError(f"labels must lie in [0, {len(class_names)}), got {np.unique(dets.labels).tolist()}")
 
 
-def _run_cocoeval(gt, dt):
+def _cocoeval_class():
     from pycocotools.cocoeval import COCOeval
 
-    evaluator = COCOeval(gt, dt, iouType="bbox")
+    class _COCOevalDifficult(COCOeval):
+        """COCOeval that also ignores difficult ground truth (pycocotools' `_prepare` sets
+        `ignore` from `iscrowd` alone, overwriting any other flag)."""
+
+        def _prepare(self) -> None:
+            super()._prepare()
+            for gts in self._gts.values():
+                for gt in gts:
+                    gt["ignore"] = bool(gt["ignore"]) or bool(gt.get("difficult", 0))
+
+    return _COCOevalDifficult
+
+
+def _run_cocoeval(gt, dt):
+    evaluator = _cocoeval_class()(gt, dt, iouType="bbox")
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.evaluate()
         evaluator.accumulate()
@@ -168,6 +204,8 @@ def evaluate_detections(
     *,
     image_sizes: Sequence[tuple[int, int]],
     class_names: Sequence[str],
+    crowd: Sequence[np.ndarray] | None = None,
+    difficult: Sequence[np.ndarray] | None = None,
 ) -> DetectionMetrics:
     """COCO box mAP of `predictions` against `ground_truth`, one entry per image.
 
@@ -177,6 +215,8 @@ def evaluate_detections(
         predictions: per image, scored boxes in the same pixel frame as the ground truth.
         image_sizes: per image, (width, height) in pixels.
         class_names: label index -> name.
+        crowd: per image, (N,) bool: the ground-truth box is a COCO crowd region. None: none is.
+        difficult: per image, (N,) bool: the ground-truth box is VOC difficult. None: none is.
 
     Raises:
         DataError: no image has a ground-truth box (mAP is undefined).
@@ -184,7 +224,7 @@ def evaluate_detections(
     """
     _check_inputs(ground_truth, predictions, image_sizes, class_names)
     images = _coco_images(image_sizes)
-    gt = _coco(images, _coco_boxes(ground_truth, with_scores=False), class_names)
+    gt = _coco(images, _coco_boxes(ground_truth, with_scores=False, crowd=crowd, difficult=difficult), class_names)
     dt = _coco(images, _coco_boxes(predictions, with_scores=True), class_names)
     evaluator = _run_cocoeval(gt, dt)
     # eval["precision"]: (T, R, K, A, M); area index 0 = "all", maxDets index -1 = 100.
@@ -247,8 +287,10 @@ class DetectionScorer:
     ground_truth: tuple[Detections, ...]
     image_sizes: tuple[tuple[int, int], ...]
     class_names: tuple[str, ...]
+    crowd: tuple[np.ndarray, ...] | None = None  # per image, see `evaluate_detections`
+    difficult: tuple[np.ndarray, ...] | None = None
 
     def __call__(self, predictions: Sequence[Detections]) -> dict[str, float]:
         metrics = evaluate_detections(self.ground_truth, predictions, image_sizes=self.image_sizes,
-                                      class_names=self.class_names)
+                                      class_names=self.class_names, crowd=self.crowd, difficult=self.difficult)
         return metrics.summary()

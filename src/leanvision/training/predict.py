@@ -168,7 +168,8 @@ def score_predictions(
         raise DataError("no image of the evaluation set could be read", path=dataset.image_root)
     ground_truth = [record.targets for record in predictions.records]
     return evaluate_detections(ground_truth, predictions.detections, image_sizes=predictions.sizes,
-                               class_names=class_names)
+                               class_names=class_names, crowd=[r.crowd for r in predictions.records],
+                               difficult=[r.difficult for r in predictions.records])
 
 
 def evaluate_model(

@@ -22,7 +22,8 @@ import numpy as np
 from leanvision.core import DataError, Task
 from leanvision.data.formats.classification import ClassificationSet, read_imagefolder
 from leanvision.data.formats.coco import ANNOTATIONS_FILE, read_coco, write_coco
-from leanvision.data.formats.common import Format, Issue, link_or_copy
+from leanvision.data.formats.common import Format, Issue, inside, link_or_copy
+from leanvision.data.formats.convert import Conversion, write_conversion
 from leanvision.data.formats.counting import (
     GT_DIR,
     POINTS_CSV,
@@ -187,30 +188,36 @@ _WRITERS = {Format.COCO: write_coco, Format.VOC: write_voc, Format.YOLO: write_y
 
 
 def write_detection(dataset: DetectionSet, path: Path, fmt: Format, *, copy_images: bool = True) -> Path:
-    """Write labels in `fmt` under `path`, placing the images in that format's image folder."""
+    """Write labels in `fmt` under `path`, placing the images in that format's image folder.
+
+    Raises:
+        DataError: a file name would lead outside `path` (`..`, absolute, through a
+            symlink); nothing is written then. `fmt` is not a detection format.
+    """
     if fmt not in _WRITERS:
         raise DataError(f"{fmt} is not a detection format (use coco, voc or yolo)", path=path)
+    targets = [inside(path, record.file_name, folder=_IMAGE_DIRS[fmt]) for record in dataset.images]
     path.mkdir(parents=True, exist_ok=True)
     if copy_images:
-        image_dir = path / _IMAGE_DIRS[fmt]
-        for record in dataset.images:
+        for record, target in zip(dataset.images, targets, strict=True):
             src = dataset.image_path(record)
             if src.exists():
-                link_or_copy(src, image_dir / record.file_name)
+                link_or_copy(src, target)
     return _WRITERS[fmt](dataset, path)
 
 
-def convert_detection(src: Path, dst: Path, fmt: Format) -> DetectionSet:
-    """Convert a detection dataset to `fmt`; labels with reading issues are not carried over."""
-    dataset = read_detection(src)
-    write_detection(dataset, dst, fmt)
-    return dataset
+def convert_detection(src: Path, dst: Path, fmt: Format, *, skip_bad: bool = False) -> Conversion:
+    """Convert the detection set at `src` to `fmt` in `dst`: the whole clean set or nothing
+    (`skip_bad`: the clean part, every loss accounted for), replacing a previous conversion whole.
+    See `formats.convert`."""
+    return write_conversion(read_detection(src), src, dst, fmt, skip_bad=skip_bad, write=write_detection)
 
 
 __all__ = [
     "TASK_OF_FORMAT",
     "AnyDataset",
     "ClassificationSet",
+    "Conversion",
     "CountingSet",
     "DetectionSet",
     "Format",

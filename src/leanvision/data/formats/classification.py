@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from leanvision.core import DataError, Task
-from leanvision.data.formats.common import Issue, link_or_copy
+from leanvision.data.formats.common import Issue, inside, link_or_copy
 from leanvision.data.images import is_image
 
 
@@ -51,8 +51,9 @@ def read_imagefolder(path: Path) -> ClassificationSet:
 
 
 def write_imagefolder(dataset: ClassificationSet, path: Path) -> Path:
-    """Place every image under `path/<class>/` (hard link or copy)."""
-    for rel, label in dataset.items:
-        src = dataset.image_root / rel
-        link_or_copy(src, path / dataset.classes[label] / Path(rel).name)
+    """Place every image under `path/<class>/` (hard link or copy); DataError, with nothing
+    written, if a class or file name would lead outside `path`."""
+    targets = [inside(path, f"{dataset.classes[label]}/{Path(rel).name}") for rel, label in dataset.items]
+    for (rel, _), target in zip(dataset.items, targets, strict=True):
+        link_or_copy(dataset.image_root / rel, target)
     return path

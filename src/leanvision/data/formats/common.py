@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from leanvision.core import DataError
 
 
 class Format(enum.StrEnum):
@@ -21,13 +24,79 @@ class Format(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Issue:
-    """A problem found in a dataset: the file concerned and why, in one line."""
+    """A problem found in a dataset: the file concerned and why, in one line.
+
+    Attributes:
+        images, objects: what the reader left out because of it (an image with all its
+            labels, or single objects), so that a conversion can account for every loss.
+    """
 
     path: str
     reason: str
+    images: int = 0
+    objects: int = 0
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (JSON numbers; not bool, str, None, NaN or infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_float(text: str | None) -> float:
+    """A finite float from label text; ValueError naming the text otherwise (NaN, inf, words)."""
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
+def size_field(value: object) -> int:
+    """An image width or height from labels: a whole number >= 0 (0: unknown); ValueError otherwise."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        value = parse_float(value)
+    if not is_number(value) or value < 0 or float(value) != int(value):  # type: ignore[arg-type]
+        raise ValueError(f"image size must be a whole number of pixels >= 0, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot be an image file name inside a dataset folder, or None if it can.
+
+    A name must be a relative path that stays inside its folder: no `..` component, not
+    absolute (POSIX or Windows drive), no backslash (a Windows separator on one system, a
+    plain character on another), no control character.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return f"file name must be a non-empty string, got {name!r}"
+    if "\\" in name or any(ord(c) < 32 for c in name):
+        return f"file name {name!r} holds a backslash or a control character"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return f"file name {name!r} is an absolute path"
+    if PurePosixPath(name).name in ("", "."):
+        return f"file name {name!r} does not name a file"
+    if ".." in PurePosixPath(name).parts:
+        return f"file name {name!r} leads outside the dataset folder ('..')"
+    return None
+
+
+def inside(root: Path, name: str, *, folder: str = "") -> Path:
+    """`root / folder / name`, or DataError if the name, or a symlink on the way (`folder`
+    included), leads outside `root`."""
+    problem = name_problem(name)
+    target = root / folder / name
+    if problem is None and not target.resolve().is_relative_to(root.resolve()):
+        problem = f"file name {name!r} leads outside the output folder through a symlink"
+    if problem is not None:
+        raise DataError(f"refusing to write: {problem}; nothing written", path=root)
+    return target
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

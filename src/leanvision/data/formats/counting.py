@@ -20,7 +20,8 @@ import numpy as np
 
 from leanvision.core import DataError, Task
 from leanvision.core.io import atomic_path, atomic_write_text
-from leanvision.data.formats.common import Issue
+from leanvision.data.formats.common import Issue, is_number, name_problem, parse_float, size_field
+from leanvision.data.formats.detection import COORD_LIMIT_PX
 from leanvision.data.images import list_images, read_size
 
 POINTS_JSON = "points.json"
@@ -54,12 +55,38 @@ class CountingSet:
 
 
 def _points(value, where: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
+    """(N, 2) float32 points from a list of [x, y] pairs; DataError unless every one is two finite numbers."""
+    if isinstance(value, np.ndarray):
+        arr = value.astype(np.float64) if value.dtype.kind in "iuf" else None
+    elif isinstance(value, list) and all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(is_number(v) for v in p) for p in value
+    ):
+        arr = np.asarray(value, np.float64).reshape(-1, 2)
+    else:
+        arr = None
+    if arr is None or (arr.size and (arr.ndim != 2 or arr.shape[1] != 2)):
+        shape = getattr(arr, "shape", type(value).__name__)
+        raise DataError(f"points must be a list of [x, y] pairs of numbers, got {shape}", path=where)
     if arr.size == 0:
         return np.zeros((0, 2), np.float32)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise DataError(f"points must be a list of [x, y] pairs, got shape {arr.shape}", path=where)
+    if not np.isfinite(arr).all() or np.abs(arr).max() > COORD_LIMIT_PX:
+        raise DataError(f"a point is not a finite number within {COORD_LIMIT_PX:g} px", path=where)
     return arr.astype(np.float32)
+
+
+def _entry(entry: object, where: str) -> PointRecord:
+    """One `images` entry of points.json; ValueError saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"image entry is not an object: {str(entry)[:80]}")
+    name = entry.get("file_name")
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        points = _points(entry.get("points", []), f"{where}:{name}")
+    except DataError as exc:
+        raise ValueError(f"{name}: {exc.message}") from None
+    return PointRecord(name, size_field(entry.get("width")), size_field(entry.get("height")), points)
 
 
 def read_points_json(path: Path) -> CountingSet:
@@ -67,21 +94,22 @@ def read_points_json(path: Path) -> CountingSet:
     try:
         data = json.loads(json_path.read_text())
         entries = data["images"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
         raise DataError(f"cannot read points JSON: {exc}", path=json_path) from None
+    if not isinstance(entries, list):
+        raise DataError("'images' is not a list", path=json_path)
     records, issues, seen = [], [], set()
     for entry in entries:
-        name = entry.get("file_name")
-        if name in seen:
-            issues.append(Issue(str(json_path), f"image file {name} is listed twice"))
-            continue
-        seen.add(name)
         try:
-            points = _points(entry.get("points", []), f"{json_path}:{name}")
-        except DataError as exc:
-            issues.append(Issue(str(json_path), f"{name}: {exc.message}"))
+            record = _entry(entry, str(json_path))
+        except ValueError as exc:
+            issues.append(Issue(str(json_path), f"{exc} (image left out)", images=1))
             continue
-        records.append(PointRecord(str(name), int(entry.get("width", 0)), int(entry.get("height", 0)), points))
+        if record.file_name in seen:
+            issues.append(Issue(str(json_path), f"image file {record.file_name} is listed twice", images=1))
+            continue
+        seen.add(record.file_name)
+        records.append(record)
     return CountingSet(records, path / "images", issues)
 
 
@@ -107,24 +135,33 @@ def read_points_csv(path: Path) -> CountingSet:
     csv_path = path / POINTS_CSV
     issues: list[Issue] = []
     grouped: dict[str, list[list[float]]] = {}
+    bad: set[str] = set()  # images with a point that cannot be read: their count is unknown
     try:
         rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
-    except (OSError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read points CSV: {exc}", path=csv_path) from None
     for lineno, row in enumerate(rows, start=2):
         name = row.get("file_name")
-        if not name:
-            issues.append(Issue(f"{csv_path}:{lineno}", "row has no file_name"))
+        problem = "row has no file_name" if not name else name_problem(name)
+        if problem is not None:
+            issues.append(Issue(f"{csv_path}:{lineno}", problem, objects=1))
             continue
         points = grouped.setdefault(name, [])
         if row.get("x") in ("", None) and row.get("y") in ("", None):
             continue
         try:
-            points.append([float(row["x"]), float(row["y"])])
-        except (TypeError, ValueError):
-            issues.append(Issue(f"{csv_path}:{lineno}", f"x, y are not numbers: {row.get('x')!r}, {row.get('y')!r}"))
+            point = [parse_float(row.get("x")), parse_float(row.get("y"))]
+            _points([point], f"{csv_path}:{lineno}")
+        except (ValueError, DataError):
+            issues.append(Issue(f"{csv_path}:{lineno}", f"x, y are not finite numbers: {row.get('x')!r}, "
+                                                       f"{row.get('y')!r} ({name} left out)", images=int(name not in bad)))
+            bad.add(name)
+            continue
+        points.append(point)
     records = []
     for name, points in grouped.items():
+        if name in bad:
+            continue
         width, height = _size_or_issue(path / "images" / name, issues)
         records.append(PointRecord(name, width, height, _points(points, str(csv_path))))
     return CountingSet(records, path / "images", issues)
@@ -152,13 +189,17 @@ def read_shanghaitech(path: Path) -> CountingSet:
     for image_path in list_images(path / "images"):
         mat_path = path / GT_DIR / f"GT_{image_path.stem}.mat"
         if not mat_path.exists():
-            issues.append(Issue(str(image_path), f"no ground truth file {mat_path.name}"))
+            issues.append(Issue(str(image_path), f"no ground truth file {mat_path.name}", images=1))
             continue
         try:
             location = scipy.io.loadmat(mat_path)["image_info"][0, 0][0, 0][0]
             points = _points(location, str(mat_path))
-        except (OSError, ValueError, KeyError, IndexError, DataError) as exc:
-            issues.append(Issue(str(mat_path), f"cannot read ShanghaiTech ground truth: {exc}"))
+        except DataError as exc:
+            issues.append(Issue(str(mat_path), f"{exc.message} (image left out)", images=1))
+            continue
+        except Exception as exc:  # scipy raises many types for damaged files: each is a finding
+            issues.append(Issue(str(mat_path), f"cannot read ShanghaiTech ground truth: {exc} (image left out)",
+                                images=1))
             continue
         width, height = _size_or_issue(image_path, issues)
         records.append(PointRecord(image_path.relative_to(path / "images").as_posix(), width, height, points))

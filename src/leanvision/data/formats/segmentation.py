@@ -46,12 +46,16 @@ def read_masks(path: Path) -> SegmentationSet:
     classes_path = path / CLASSES_JSON
     try:
         meta = json.loads(classes_path.read_text())
-        classes = tuple(str(c) for c in meta["classes"])
-        ignore_index = int(meta.get("ignore_index", DEFAULT_IGNORE_INDEX))
+        classes, ignore_index = meta["classes"], meta.get("ignore_index", DEFAULT_IGNORE_INDEX)
     except FileNotFoundError:
         raise DataError("segmentation set has no classes.json", path=classes_path) from None
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DataError(f"cannot read classes: {exc}", path=classes_path) from None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataError(f"'classes' must be a list of names, got {str(classes)[:80]}", path=classes_path)
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool) or ignore_index < 0:
+        raise DataError(f"'ignore_index' must be a whole number >= 0, got {ignore_index!r}", path=classes_path)
+    classes = tuple(classes)
     image_root, mask_root = path / "images", path / "masks"
     items, issues = [], []
     for image_path in list_images(image_root):

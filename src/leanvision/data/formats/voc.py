@@ -16,8 +16,8 @@ import numpy as np
 
 from leanvision.core import DataError, Detections
 from leanvision.core.io import atomic_write_text
-from leanvision.data.formats.common import Issue
-from leanvision.data.formats.detection import DetectionSet, ImageRecord
+from leanvision.data.formats.common import Issue, inside, name_problem, parse_float, size_field
+from leanvision.data.formats.detection import DetectionSet, ImageRecord, box_values_problem
 
 LABELS_FILE = "labels.txt"
 
@@ -27,19 +27,51 @@ def _number(text: str) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _parse(xml_path: Path) -> tuple[str, int, int, list[tuple[str, list[float]]]]:
-    root = ET.parse(xml_path).getroot()
+# One object of an XML file: class name, xyxy (0-based xmin/ymin), difficult, as written.
+VocObject = tuple[str, list[float], bool, str]
+
+
+def _object(obj: ET.Element, index: int) -> VocObject:
+    """One `<object>`; ValueError saying what is wrong (no bndbox, a coordinate not a number)."""
+    name = (obj.findtext("name") or "").strip()
+    box = obj.find("bndbox")
+    if box is None:
+        raise ValueError(f"object {index} '{name}' has no bndbox")
+    texts = [box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+    written = f"object {index} '{name}' [{', '.join(str(t).strip() for t in texts)}]"
+    try:
+        x1, y1, x2, y2 = (parse_float(t) for t in texts)
+    except ValueError as exc:
+        raise ValueError(f"{written}: {exc}") from None
+    xyxy = [x1 - 1, y1 - 1, x2, y2]
+    problem = box_values_problem(xyxy)
+    if problem is not None:
+        raise ValueError(f"{written} {problem}")
+    difficult = (obj.findtext("difficult") or "0").strip()
+    if difficult not in ("0", "1"):
+        raise ValueError(f"{written}: difficult must be 0 or 1, got {difficult!r}")
+    return name, xyxy, difficult == "1", written
+
+
+def _parse(xml_path: Path, issues: list[Issue]) -> tuple[str, int, int, list[VocObject]]:
+    """One XML file; objects that cannot be read become issues, a file that cannot raises ValueError."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot parse VOC XML: {exc}") from None
     name = root.findtext("filename") or f"{xml_path.stem}.jpg"
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
     size = root.find("size")
-    width = int(float(size.findtext("width", "0"))) if size is not None else 0
-    height = int(float(size.findtext("height", "0"))) if size is not None else 0
+    width = size_field(size.findtext("width")) if size is not None else 0
+    height = size_field(size.findtext("height")) if size is not None else 0
     objects = []
-    for obj in root.iter("object"):
-        box = obj.find("bndbox")
-        if box is None:
-            raise ValueError(f"object '{obj.findtext('name')}' has no bndbox")
-        x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append(((obj.findtext("name") or "").strip(), [x1 - 1, y1 - 1, x2, y2]))
+    for index, obj in enumerate(root.iter("object")):
+        try:
+            objects.append(_object(obj, index))
+        except ValueError as exc:
+            issues.append(Issue(str(xml_path), str(exc), objects=1))
     return name, width, height, objects
 
 
@@ -52,44 +84,52 @@ def read_voc(path: Path) -> DetectionSet:
     parsed = []
     for xml_path in sorted(ann_dir.glob("*.xml")):
         try:
-            parsed.append(_parse(xml_path))
-        except (ET.ParseError, ValueError, TypeError) as exc:
-            issues.append(Issue(str(xml_path), f"cannot parse VOC XML: {exc}"))
+            parsed.append((xml_path, *_parse(xml_path, issues)))
+        except ValueError as exc:
+            issues.append(Issue(str(xml_path), f"{exc} (image left out)", images=1))
     labels_path = path / LABELS_FILE
     if labels_path.exists():
-        classes = tuple(line.strip() for line in labels_path.read_text().splitlines() if line.strip())
+        try:
+            text = labels_path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the class list: {exc}", path=labels_path) from None
+        classes = tuple(line.strip() for line in text.splitlines() if line.strip())
     else:
-        classes = tuple(sorted({name for *_, objects in parsed for name, _ in objects}))
+        classes = tuple(sorted({obj[0] for *_, objects in parsed for obj in objects}))
     index = {name: i for i, name in enumerate(classes)}
 
     images, seen = [], set()
-    for image_id, (name, width, height, objects) in enumerate(parsed, start=1):
+    for image_id, (xml_path, name, width, height, objects) in enumerate(parsed, start=1):
         if name in seen:
-            issues.append(Issue(str(ann_dir), f"image file {name} is labelled by two XML files"))
+            issues.append(Issue(str(xml_path), f"image file {name} is labelled by two XML files", images=1))
             continue
         seen.add(name)
-        known = [(index[n], box) for n, box in objects if n in index]
-        for n, _ in objects:
+        known = [obj for obj in objects if obj[0] in index]
+        for n, *_ in objects:
             if n not in index:
-                issues.append(Issue(str(ann_dir / f"{Path(name).stem}.xml"), f"unknown class '{n}'"))
-        boxes = np.asarray([b for _, b in known], np.float64).reshape(-1, 4)
-        targets = Detections.from_boxes(boxes, [label for label, _ in known])
-        images.append(ImageRecord(name, width, height, targets, image_id))
+                issues.append(Issue(str(xml_path), f"unknown class '{n}'", objects=1))
+        boxes = np.asarray([obj[1] for obj in known], np.float64).reshape(-1, 4)
+        targets = Detections.from_boxes(boxes, [index[obj[0]] for obj in known])
+        images.append(ImageRecord(name, width, height, targets, image_id,
+                                  difficult=np.array([obj[2] for obj in known], bool),
+                                  sources=tuple((str(xml_path), obj[3]) for obj in known)))
     image_root = path / "JPEGImages"
     return DetectionSet(classes, images, image_root if image_root.is_dir() else path, issues)
 
 
 def _xml(record: ImageRecord, classes: tuple[str, ...]) -> str:
+    record = record.select(~record.crowd)  # VOC has no crowd regions: left out, not made objects
     root = ET.Element("annotation")
     ET.SubElement(root, "filename").text = record.file_name
     size = ET.SubElement(root, "size")
     ET.SubElement(size, "width").text = str(record.width)
     ET.SubElement(size, "height").text = str(record.height)
     ET.SubElement(size, "depth").text = "3"
-    for box, label in zip(record.targets.boxes.astype(np.float64), record.targets.labels, strict=True):
+    for box, label, difficult in zip(record.targets.boxes.astype(np.float64), record.targets.labels,
+                                     record.difficult, strict=True):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = classes[label]
-        ET.SubElement(obj, "difficult").text = "0"
+        ET.SubElement(obj, "difficult").text = str(int(difficult))
         bnd = ET.SubElement(obj, "bndbox")
         for key, value in zip(("xmin", "ymin", "xmax", "ymax"), (box[0] + 1, box[1] + 1, box[2], box[3]), strict=True):
             ET.SubElement(bnd, key).text = _number(repr(float(value)))
@@ -98,14 +138,19 @@ def _xml(record: ImageRecord, classes: tuple[str, ...]) -> str:
 
 
 def write_voc(dataset: DetectionSet, path: Path) -> Path:
-    """Write one XML per image into `path/Annotations` and the class list to labels.txt."""
-    ann_dir = path / "Annotations"
+    """Write one XML per image into `path/Annotations` and the class list to labels.txt.
+
+    VOC has no crowd flag: crowd boxes are left out rather than written as objects.
+    """
+    for record in dataset.images:
+        inside(path, record.file_name, folder="Annotations")
     stems = [Path(r.file_name).with_suffix("").as_posix() for r in dataset.images]
     if len(set(stems)) != len(stems):
         raise DataError("VOC needs unique file names without extension; two images share one", path=path)
     for record, stem in zip(dataset.images, stems, strict=True):
         if "/" in stem:
             raise DataError(f"VOC cannot hold images in subfolders ({record.file_name})", path=path)
-        atomic_write_text(ann_dir / f"{stem}.xml", _xml(record, dataset.classes))
+    for record, stem in zip(dataset.images, stems, strict=True):
+        atomic_write_text(inside(path, f"{stem}.xml", folder="Annotations"), _xml(record, dataset.classes))
     atomic_write_text(path / LABELS_FILE, "\n".join(dataset.classes) + "\n")
     return path

@@ -15,8 +15,8 @@ import numpy as np
 from leanvision.core import DataError, Detections
 from leanvision.core.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from leanvision.core.io import atomic_write_text
-from leanvision.data.formats.common import Issue
-from leanvision.data.formats.detection import DetectionSet, ImageRecord
+from leanvision.data.formats.common import Issue, inside, parse_float
+from leanvision.data.formats.detection import DetectionSet, ImageRecord, box_values_problem
 from leanvision.data.images import list_images, read_size
 
 
@@ -26,40 +26,68 @@ def _read_classes(path: Path) -> tuple[str, ...]:
         import yaml
 
         try:
-            names = (yaml.safe_load(data_yaml.read_text()) or {}).get("names")
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(data_yaml.read_text())
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError) as exc:
             raise DataError(f"cannot parse YAML: {exc}", path=data_yaml) from None
-        if isinstance(names, dict):
+        names = data.get("names") if isinstance(data, dict) else None
+        if isinstance(names, dict) and all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            if sorted(names) != list(range(len(names))):
+                raise DataError(f"'names' keys must be 0..{len(names) - 1}, got {sorted(names)}", path=data_yaml)
             return tuple(str(names[k]) for k in sorted(names))
         if isinstance(names, list):
             return tuple(str(n) for n in names)
-        raise DataError("no 'names' list or mapping", path=data_yaml)
+        raise DataError("no 'names' list or mapping of class ids 0..C-1", path=data_yaml)
     classes_txt = path / "classes.txt"
     if classes_txt.exists():
-        return tuple(line.strip() for line in classes_txt.read_text().splitlines() if line.strip())
+        try:
+            text = classes_txt.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the class list: {exc}", path=classes_txt) from None
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
     raise DataError("YOLO dataset has neither data.yaml nor classes.txt", path=path)
 
 
-def _parse_lines(txt: Path, num_classes: int, issues: list[Issue]) -> tuple[list[int], list[list[float]]]:
-    labels, boxes = [], []
-    for lineno, line in enumerate(txt.read_text().splitlines(), start=1):
+def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes: int,
+                 issues: list[Issue]) -> tuple[list[int], list[list[float]], list[tuple[str, str]]]:
+    """Labels, xyxy pixel boxes and (file:line, line as written) of the box lines of `txt`."""
+    labels, boxes, sources = [], [], []
+    width, height = size
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        fields = line.split()
+        where, fields = f"{txt}:{lineno}", line.split()
         try:
-            label, values = int(fields[0]), [float(v) for v in fields[1:]]
-        except ValueError:
-            issues.append(Issue(f"{txt}:{lineno}", f"not a YOLO box line: {line.strip()!r}"))
+            label, values = int(fields[0]), [parse_float(v) for v in fields[1:]]
+        except ValueError as exc:
+            issues.append(Issue(where, f"not a YOLO box line: {line.strip()[:80]!r} ({exc})", objects=1))
             continue
-        if len(values) != 4:
-            issues.append(Issue(f"{txt}:{lineno}", f"expected 5 fields, got {len(fields)}"))
+        if len(fields) != 5:
+            issues.append(Issue(where, f"expected 5 fields (class cx cy w h), got {len(fields)}: {line.strip()[:80]!r}",
+                                objects=1))
             continue
         if not 0 <= label < num_classes:
-            issues.append(Issue(f"{txt}:{lineno}", f"unknown class id {label} (classes: 0..{num_classes - 1})"))
+            issues.append(Issue(where, f"unknown class id {label} (classes: 0..{num_classes - 1})", objects=1))
+            continue
+        xyxy = (cxcywh_to_xyxy(np.asarray([values], np.float64)) * np.array([width, height] * 2, np.float64))[0]
+        problem = box_values_problem(values) or box_values_problem(xyxy.tolist())
+        if problem is not None:
+            issues.append(Issue(where, f"box {' '.join(fields[1:])} {problem}", objects=1))
             continue
         labels.append(label)
-        boxes.append(values)
-    return labels, boxes
+        boxes.append(xyxy.tolist())
+        sources.append((where, f"box [{' '.join(fields[1:])}] (normalised cx cy w h)"))
+    return labels, boxes, sources
+
+
+def _read_lines(txt: Path, issues: list[Issue]) -> list[str] | None:
+    """The lines of a label file ([] if absent), None (and an issue) if it cannot be read."""
+    if not txt.exists():
+        return []
+    try:
+        return txt.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(Issue(str(txt), f"cannot read the label file: {exc} (image left out)", images=1))
+        return None
 
 
 def read_yolo(path: Path) -> DetectionSet:
@@ -75,15 +103,18 @@ def read_yolo(path: Path) -> DetectionSet:
         rel = image_path.relative_to(image_dir)
         image_stems.add(rel.with_suffix("").as_posix())
         txt = (label_dir / rel).with_suffix(".txt")
-        labels, boxes = _parse_lines(txt, len(classes), issues) if txt.exists() else ([], [])
+        lines = _read_lines(txt, issues)
+        if lines is None:
+            continue
         try:
             width, height = read_size(image_path)
         except Exception as exc:  # the image is reported by check; its boxes cannot be placed
             issues.append(Issue(str(image_path), f"cannot read image size: {exc}"))
             width = height = 0
-        norm = np.asarray(boxes, np.float64).reshape(-1, 4)
-        xyxy = cxcywh_to_xyxy(norm) * np.array([width, height, width, height], np.float64)
-        images.append(ImageRecord(rel.as_posix(), width, height, Detections.from_boxes(xyxy, labels), image_id))
+        labels, boxes, sources = _parse_lines(txt, lines, (width, height), len(classes), issues)
+        xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
+        images.append(ImageRecord(rel.as_posix(), width, height, Detections.from_boxes(xyxy, labels), image_id,
+                                  sources=tuple(sources)))
     for txt in sorted(label_dir.rglob("*.txt")):
         if txt.relative_to(label_dir).with_suffix("").as_posix() not in image_stems:
             issues.append(Issue(str(txt), "label file has no image"))
@@ -91,19 +122,27 @@ def read_yolo(path: Path) -> DetectionSet:
 
 
 def write_yolo(dataset: DetectionSet, path: Path) -> Path:
-    """Write `labels/<stem>.txt` per image (empty for negatives) and `data.yaml`."""
+    """Write `labels/<stem>.txt` per image (empty for negatives) and `data.yaml`.
+
+    YOLO has no crowd or difficult flag: such boxes are left out (as Ultralytics' COCO
+    converter leaves out crowd boxes) rather than written as ordinary objects.
+    """
     import yaml
 
+    label_files = []
     for record in dataset.images:
         if record.width <= 0 or record.height <= 0:
-            raise DataError("YOLO labels need the image size, which is unknown", path=record.file_name)
+            raise DataError(f"YOLO labels need the image size, which is unknown ({record.file_name})", path=path)
+        inside(path, record.file_name, folder="labels")
+        label_files.append(inside(path, Path(record.file_name).with_suffix(".txt").as_posix(), folder="labels"))
+    for record, txt in zip(dataset.images, label_files, strict=True):
+        record = record.select(~(record.crowd | record.difficult))
         scale = np.array([record.width, record.height, record.width, record.height], np.float64)
         norm = xyxy_to_cxcywh(record.targets.boxes.astype(np.float64)) / scale
         lines = [
             " ".join([str(label), *(repr(float(v)) for v in box)])
             for label, box in zip(record.targets.labels.tolist(), norm, strict=True)
         ]
-        txt = (path / "labels" / record.file_name).with_suffix(".txt")
         atomic_write_text(txt, "".join(line + "\n" for line in lines))
     data = {"path": ".", "train": "images", "val": "images",
             "names": dict(enumerate(dataset.classes))}

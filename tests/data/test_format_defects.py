@@ -1,0 +1,294 @@
+"""Broken inputs a user tried (issue 18): no crash, no write outside DST, no silent loss.
+
+Each test builds one bad input from the clean `tiny_coco` set (3 images, 2 boxes on image 1,
+none on image 3) and runs the commands a user would: `data check`, `data convert`, `data stats`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leanvision.core import DataError, Detections
+from leanvision.data.formats import (
+    DetectionSet,
+    Format,
+    ImageRecord,
+    convert_detection,
+    read_dataset,
+    read_detection,
+    write_detection,
+)
+from leanvision.data.formats.classification import ClassificationSet, write_imagefolder
+from leanvision.data.formats.counting import write_shanghaitech
+from tests.conftest import write_image
+from tests.helpers import run_cli
+
+
+def edit_coco(root: Path, change) -> Path:
+    data = json.loads((root / "annotations.json").read_text())
+    change(data)
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+
+def assert_no_crash(path: Path, tmp: Path, *, problem: str) -> None:
+    """`check` reports `problem` (exit 1), `convert` refuses it (exit 2, nothing written),
+    `stats` describes the readable part (exit 0)."""
+    code, out, err = run_cli(["data", "check", str(path)])
+    assert code == 1 and problem in out, (out, err)
+    code, out, err = run_cli(["data", "convert", str(path), str(tmp / "dst"), "--to", "yolo"])
+    assert code == 2 and "nothing written" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp / "dst").exists()
+    code, out, err = run_cli(["data", "stats", str(path), "--out", str(tmp / "stats")])
+    assert code == 0, err
+
+
+# --- 1. nothing is written outside DST ---------------------------------------------------------
+
+def test_convert_refuses_a_file_name_that_escapes_dst(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: d["images"][0].update(file_name="../../escape/x.jpg"))
+    work = tmp_path / "work"
+    work.mkdir()
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(work / "out" / "dst"), "--to", "yolo"])
+    assert code == 2 and "'../../escape/x.jpg'" in err and "nothing written" in err
+    assert files_under(work) == []
+    code, out, _ = run_cli(["data", "check", str(tiny_coco)])
+    assert code == 1 and "'../../escape/x.jpg' leads outside the dataset folder" in out
+
+
+@pytest.mark.parametrize("fmt", [Format.COCO, Format.VOC, Format.YOLO])
+@pytest.mark.parametrize("name", ["../x.png", "/tmp/abs/x.png", "a/../../x.png", "..\\x.png"])
+def test_every_writer_refuses_an_escaping_name_before_writing(tmp_path, fmt, name):
+    write_image(tmp_path / "src" / "ok.png", 8, 8)
+    records = [ImageRecord("ok.png", 8, 8, Detections.from_boxes(np.array([[1, 1, 4, 4]]), [0]), 1),
+               ImageRecord(name, 8, 8, Detections.empty(), 2)]
+    with pytest.raises(DataError, match="nothing written"):
+        write_detection(DetectionSet(("a",), records, tmp_path / "src"), tmp_path / "out" / "dst", fmt)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("fmt", "folder"), [(Format.COCO, "images"), (Format.YOLO, "labels"),
+                                             (Format.VOC, "Annotations")])
+def test_writers_refuse_a_symlink_leading_out_of_dst(tmp_path, fmt, folder):
+    write_image(tmp_path / "src" / "ok.png", 8, 8)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / folder).symlink_to(tmp_path / "elsewhere")
+    record = ImageRecord("ok.png", 8, 8, Detections.from_boxes(np.array([[1, 1, 4, 4]]), [0]), 1)
+    with pytest.raises(DataError, match="symlink"):
+        write_detection(DetectionSet(("a",), [record], tmp_path / "src"), tmp_path / "dst", fmt)
+    assert files_under(tmp_path / "elsewhere") == []
+
+
+def test_imagefolder_writer_refuses_a_class_that_escapes(tmp_path):
+    write_image(tmp_path / "src" / "a" / "x.png", 8, 8)
+    dataset = ClassificationSet(("..",), [("a/x.png", 0)], tmp_path / "src")
+    with pytest.raises(DataError, match="nothing written"):
+        write_imagefolder(dataset, tmp_path / "dst")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "dst").exists()
+
+
+# --- 2. every numeric field is validated at read time ------------------------------------------
+
+@pytest.mark.parametrize("bbox", [["a", 1, 2, 3], [float("nan"), 3, 18, 27], [2, 3, float("inf"), 27],
+                                  [True, 3, 18, 27], "2,3,18,27", [2, 3, 18], [[2], 3, 18, 27], [2, 3, 1e300, 27]])
+def test_coco_bad_bbox_is_a_problem_not_a_crash(tmp_path, tiny_coco, bbox):
+    edit_coco(tiny_coco, lambda d: d["annotations"][0].update(bbox=bbox))
+    assert_no_crash(tiny_coco, tmp_path, problem="annotation 1 ")
+    dataset = read_detection(tiny_coco)
+    assert dataset.num_objects == 3 and np.isfinite(dataset.images[0].targets.boxes).all()
+
+
+@pytest.mark.parametrize(("field", "value"), [("width", "wide"), ("height", float("inf")), ("id", [1]),
+                                              ("width", -5), ("file_name", None)])
+def test_coco_bad_image_entry_is_a_problem_not_a_crash(tmp_path, tiny_coco, field, value):
+    edit_coco(tiny_coco, lambda d: d["images"][1].update({field: value}))
+    assert_no_crash(tiny_coco, tmp_path, problem="annotations.json")
+
+
+@pytest.mark.parametrize(("tag", "value"), [("xmin", "nan"), ("ymax", "inf"), ("xmax", "abc"), ("width", "inf"),
+                                            ("difficult", "maybe")])
+def test_voc_bad_number_is_a_problem_not_a_crash(tmp_path, tiny_coco, tag, value):
+    convert_detection(tiny_coco, tmp_path / "voc", Format.VOC)
+    xml = tmp_path / "voc" / "Annotations" / "img_1.xml"
+    text = xml.read_text()
+    start, end = text.index(f"<{tag}>") + len(tag) + 2, text.index(f"</{tag}>")
+    xml.write_text(text[:start] + value + text[end:])
+    assert_no_crash(tmp_path / "voc", tmp_path, problem="img_1.xml")
+
+
+@pytest.mark.parametrize("line", ["0 nan 0.5 0.1 0.1", "0 0.5 inf 0.1 0.1", "1 0.5 0.5 1e300 0.1"])
+def test_yolo_bad_number_is_a_problem_not_a_crash(tmp_path, tiny_coco, line):
+    convert_detection(tiny_coco, tmp_path / "yolo", Format.YOLO)
+    (tmp_path / "yolo" / "labels" / "img_3.txt").write_text(line + "\n")
+    assert_no_crash(tmp_path / "yolo", tmp_path, problem="img_3.txt:1")
+
+
+def test_yolo_binary_label_file_and_bad_data_yaml(tmp_path, tiny_coco):
+    convert_detection(tiny_coco, tmp_path / "yolo", Format.YOLO)
+    (tmp_path / "yolo" / "labels" / "img_3.txt").write_bytes(b"\xff\xfe\x00garbage")
+    assert_no_crash(tmp_path / "yolo", tmp_path, problem="img_3.txt: cannot read the label file")
+    (tmp_path / "yolo" / "data.yaml").write_text("- just\n- a list\n")
+    code, _, err = run_cli(["data", "check", str(tmp_path / "yolo")])
+    assert code == 2 and "data.yaml" in err
+
+
+def counting_set(tmp: Path) -> Path:
+    for i in range(2):
+        write_image(tmp / "images" / f"IMG_{i}.png", 8, 8)
+    return tmp
+
+
+@pytest.mark.parametrize("points", [[[float("nan"), 1]], [["a", 1]], [[1, 2], [3]], [[1, float("inf")]], "1,2"])
+def test_points_json_bad_point_is_a_problem(tmp_path, points):
+    root = counting_set(tmp_path / "set")
+    entries = [{"file_name": "IMG_0.png", "width": 8, "height": 8, "points": points},
+               {"file_name": "IMG_1.png", "width": 8, "height": 8, "points": [[1, 1]]}]
+    (root / "points.json").write_text(json.dumps({"images": entries}))
+    assert_counting_problem(root, tmp_path, "points.json")
+
+
+def test_points_csv_nan_is_a_problem(tmp_path):
+    root = counting_set(tmp_path / "set")
+    (root / "points.csv").write_text("file_name,x,y\nIMG_0.png,nan,1\nIMG_1.png,1,1\n")
+    assert_counting_problem(root, tmp_path, "points.csv:2")
+
+
+def test_shanghaitech_nan_is_a_problem(tmp_path):
+    root = counting_set(tmp_path / "set")
+    from leanvision.data.formats import CountingSet, PointRecord
+
+    records = [PointRecord("IMG_0.png", 8, 8, np.array([[np.nan, 1.0]], np.float32)),
+               PointRecord("IMG_1.png", 8, 8, np.array([[1.0, 1.0]], np.float32))]
+    write_shanghaitech(CountingSet(records, root / "images"), root)
+    assert_counting_problem(root, tmp_path, "GT_IMG_0.mat")
+
+
+def assert_counting_problem(root: Path, tmp: Path, where: str) -> None:
+    dataset = read_dataset(root)
+    assert len(dataset.images) == 1 and any(where in str(i) for i in dataset.issues)
+    code, out, _ = run_cli(["data", "check", str(root)])
+    assert code == 1 and where in out
+    code, _, err = run_cli(["data", "stats", str(root), "--out", str(tmp / "stats")])
+    assert code == 0, err
+
+
+# --- 3. convert: the clean whole, or nothing, or an exact account -------------------------------
+
+def test_coco_without_categories_is_refused(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: d.pop("categories"))
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo"])
+    assert code == 2 and "no 'categories' list" in err and not (tmp_path / "dst").exists()
+
+
+def test_missing_image_is_refused_or_accounted_for(tmp_path, tiny_coco):
+    (tiny_coco / "images" / "img_2.jpg").unlink()
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo"])
+    assert code == 2 and "img_2.jpg: image file is missing" in err and not (tmp_path / "dst").exists()
+    code, out, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo", "--skip-bad"])
+    assert code == 1
+    assert f"{tmp_path / 'dst'}: 2 images, 2 objects as yolo" in out
+    assert "left out: 1 image, 2 objects (1 problem, listed above)" in out and "img_2.jpg: image file is missing" in err
+    assert files_under(tmp_path / "dst" / "labels") == ["img_1.txt", "img_3.txt"]
+
+
+@pytest.mark.parametrize(("bbox", "reason"), [([70, 50, 30, 30], "is outside the 80x60 image"),
+                                              ([10, 5, -4, 20], "has negative width")])
+def test_bad_box_is_refused_or_dropped_never_written(tmp_path, tiny_coco, bbox, reason):
+    edit_coco(tiny_coco, lambda d: d["annotations"][2].update(bbox=bbox))  # image 2, 80x60
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo"])
+    assert code == 2 and reason in err
+    code, out, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo", "--skip-bad"])
+    assert code == 1 and "3 images, 3 objects" in out and "left out: 0 images, 1 object" in out and reason in err
+    values = np.loadtxt(tmp_path / "dst" / "labels" / "img_2.txt", ndmin=2)[:, 1:]
+    assert len(values) == 1 and (values >= 0).all() and (values <= 1).all()
+
+
+def test_labels_stating_the_wrong_image_size_are_refused(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: d["images"][0].update(width=128, height=96))
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo"])
+    assert code == 2 and "size in the labels is 128x96, the image is 64x48" in err
+
+
+def test_size_unknown_to_the_labels_is_read_from_the_image(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: [im.pop("width") for im in d["images"]])
+    convert_detection(tiny_coco, tmp_path / "dst", Format.YOLO)
+    first = np.loadtxt(tmp_path / "dst" / "labels" / "img_1.txt", ndmin=2)[0]
+    np.testing.assert_allclose(first[1:], [11 / 64, 16.5 / 48, 18 / 64, 27 / 48], atol=1e-6)
+
+
+def test_dst_is_a_previous_conversion_replaced_whole_or_refused(tmp_path, tiny_coco):
+    dst = tmp_path / "dst"
+    convert_detection(tiny_coco, dst, Format.YOLO)
+    assert len(files_under(dst / "labels")) == 3
+    edit_coco(tiny_coco, lambda d: d.update(images=d["images"][:1],
+                                            annotations=[a for a in d["annotations"] if a["image_id"] == 1]))
+    convert_detection(tiny_coco, dst, Format.YOLO)  # a previous conversion: replaced, no stale label left
+    assert files_under(dst / "labels") == ["img_1.txt"] and files_under(dst / "images") == ["img_1.jpg"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "mine"), "--to", "yolo"])
+    assert code == 2 and "not a previous conversion" in err and "'notes.txt'" in err
+    assert files_under(tmp_path / "mine") == ["notes.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_malformed_voc_xml_is_refused_or_counted(tmp_path, tiny_coco):
+    convert_detection(tiny_coco, tmp_path / "voc", Format.VOC)
+    (tmp_path / "voc" / "Annotations" / "img_2.xml").write_text("<annotation><object>")
+    code, _, err = run_cli(["data", "convert", str(tmp_path / "voc"), str(tmp_path / "dst"), "--to", "coco"])
+    assert code == 2 and "img_2.xml: cannot parse VOC XML" in err
+    code, out, _ = run_cli(["data", "convert", str(tmp_path / "voc"), str(tmp_path / "dst"), "--to", "coco",
+                            "--skip-bad"])
+    assert code == 1 and "2 images, 2 objects as coco" in out and "left out: 1 image, 0 objects" in out
+
+
+def test_crowd_and_difficult_are_kept_and_written_where_the_format_can(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: d["annotations"][0].update(iscrowd=1))
+    dataset = read_detection(tiny_coco)
+    assert dataset.images[0].crowd.tolist() == [True, False]
+    convert_detection(tiny_coco, tmp_path / "coco1", Format.COCO)
+    assert read_detection(tmp_path / "coco1").images[0].crowd.tolist() == [True, False]
+    code, out, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "yolo"), "--to", "yolo"])
+    assert code == 0 and "3 images, 3 objects as yolo" in out
+    assert "left out: 1 crowd box: yolo cannot mark them" in err
+    assert (tmp_path / "yolo" / "labels" / "img_1.txt").read_text().count("\n") == 1
+
+    voc = tmp_path / "voc"
+    convert_detection(tmp_path / "coco1", voc, Format.VOC)  # the crowd box is left out
+    xml = voc / "Annotations" / "img_1.xml"
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
+    assert read_detection(voc).images[0].difficult.tolist() == [True]
+    convert_detection(voc, tmp_path / "voc2", Format.VOC)
+    assert "<difficult>1</difficult>" in (tmp_path / "voc2" / "Annotations" / "img_1.xml").read_text()
+    convert_detection(voc, tmp_path / "coco2", Format.COCO)
+    assert read_detection(tmp_path / "coco2").images[0].difficult.tolist() == [True]
+
+
+# --- 4. check shows boxes as the file writes them ------------------------------------------------
+
+def test_check_shows_boxes_as_written_and_counts_in_words(tmp_path, tiny_coco):
+    edit_coco(tiny_coco, lambda d: d["annotations"][1].update(bbox=[10, 5, -4, 20]))
+    code, out, _ = run_cli(["data", "check", str(tiny_coco)])
+    assert code == 1 and "3 images, 4 objects, 1 problem\n" in out
+    assert "annotations.json: annotation 2 bbox [10, 5, -4, 20] has negative width (img_1.jpg)" in out
+
+    convert_detection(tiny_coco, tmp_path / "voc", Format.VOC, skip_bad=True)
+    xml = tmp_path / "voc" / "Annotations" / "img_1.xml"
+    xml.write_text(xml.read_text().replace("<xmax>20</xmax>", "<xmax>70</xmax>"))
+    code, out, _ = run_cli(["data", "check", str(tmp_path / "voc")])
+    assert "img_1.xml: object 0 'cell' [3, 4, 70, 30] is outside the 64x48 image (img_1.jpg)" in out
+
+    convert_detection(tiny_coco, tmp_path / "yolo", Format.YOLO, skip_bad=True)
+    (tmp_path / "yolo" / "labels" / "img_3.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 -0.1 0.2\n")
+    code, out, _ = run_cli(["data", "check", str(tmp_path / "yolo")])
+    assert "img_3.txt:2: box [0.5 0.5 -0.1 0.2] (normalised cx cy w h) has negative width (img_3.jpg)" in out
+    assert "2 problems" not in out and "1 problem\n" in out
