@@ -212,3 +212,11 @@ def test_boxes_and_points_map_back_per_tile():
     with pytest.raises(ValueError, match="tile_index"):
         boxes_to_image(boxes, tiles)
     assert keep_mask(expected, tiles, index).tolist() == [True, True, False]  # centre (700, 650)
+
+
+def test_a_plan_of_more_tiles_than_memory_allows_is_refused_before_it_is_built():
+    from leanvision.core.errors import ConfigError
+
+    assert len(plan_grid(100000, 100000, window=1600, out_size=800)) < 5000
+    with pytest.raises(ConfigError, match="larger window"):
+        plan_grid(100000, 100000, window=16, out_size=16)

@@ -84,7 +84,7 @@ def test_predict_writes_results_and_the_single_image_form_agrees(model_dir, slid
         (lambda m, s, t: [str(m), str(t / "missing.jpg"), "--out", str(t / "o")], "input not found"),
         (lambda m, s, t: [str(m), str(s), "--out", str(t / "r.json")], "takes exactly one image"),
         (lambda m, s, t: [str(m), str(s), "--out", str(t / "o"), "--fit-grid", "2by2"], "--fit-grid takes ROWSxCOLS"),
-        (lambda m, s, t: [str(m), str(s), "--out", str(t / "o"), "--reader", "gimp"], "reader must be one of"),
+        (lambda m, s, t: [str(m), str(s), "--out", str(t / "o"), "--reader", "gimp"], "'gimp' is not one of 'simplejpeg'"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code_2(model_dir, slides, tmp_path, capsys, make_args, expected):

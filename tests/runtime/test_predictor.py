@@ -114,7 +114,7 @@ def test_image_files_are_read_and_bad_images_are_data_errors(tiny_model_dir, tmp
     assert predictor([png])[0].equals(predictor([images[1]])[0])
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not a jpeg")
-    for bad, message in [(broken, "cannot decode image"), (tmp_path / "nope.png", "image file not found")]:
+    for bad, message in [(broken, "not an image file"), (tmp_path / "nope.png", "image file not found")]:
         with pytest.raises(DataError, match=message) as info:
             predictor([images[0], bad])
         assert info.value.path == str(bad)

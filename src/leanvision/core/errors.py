@@ -54,3 +54,37 @@ class MissingExtraError(ImportError, LeanVisionError):
 
     def __str__(self) -> str:
         return self.message
+
+
+# Library messages (libjpeg, libpng, libtiff, OpenCV, libvips, Pillow) a user cannot act on,
+# by a lowercase fragment, and what they mean in plain words. First match wins: truncation is
+# tested before corruption because libraries often say both ("corrupt JPEG data: premature end").
+_PLAIN_WORDS: tuple[tuple[str, str], ...] = (
+    ("premature end", "the file is truncated"),
+    ("truncat", "the file is truncated"),
+    ("unexpected end", "the file is truncated"),
+    ("past the end of the file", "the file is truncated"),
+    ("not enough image data", "the file is truncated"),
+    ("no end-of-image marker", "the file is truncated"),
+    ("is not a known file format", "not an image file"),
+    ("cannot identify image file", "not an image file"),
+    ("unsupported image format", "not an image file"),
+    ("not a jpeg file", "not an image file"),
+    ("crc error", "the file is corrupt"),
+    ("incorrect data check", "the file is corrupt"),
+    ("corrupt", "the file is corrupt"),
+    ("could not determine subsampling", "the file is corrupt"),
+    ("bogus", "the file is corrupt"),
+    ("invalid", "the file is corrupt"),
+)
+
+
+def plain_reason(text: str) -> str | None:
+    """What a decoding library's message means for the user, or None if it is not one we know.
+
+    The one place library jargon is translated: "Premature end of JPEG file" -> "the file is
+    truncated", "VipsForeignLoad: ... is not a known file format" -> "not an image file",
+    "libpng error: IHDR: CRC error" -> "the file is corrupt".
+    """
+    lowered = text.lower()
+    return next((plain for fragment, plain in _PLAIN_WORDS if fragment in lowered), None)

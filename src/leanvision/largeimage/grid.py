@@ -52,6 +52,10 @@ import numpy as np
 
 from leanvision.core.errors import ConfigError
 
+# Tiles one image may be planned into: 1600 px windows over a 100000 x 100000 px slide are
+# ~3900; a million means a window far too small for the image (or a hostile header).
+MAX_TILES = 1_000_000
+
 Size = int | tuple[int, int]
 
 
@@ -184,6 +188,12 @@ def plan_grid(
     out = _pair(out_size, "out_size")
     image = _pair((image_w, image_h), "image size")
     _check_grid_options(win, overlap, drop_border)
+    stride = (win[0] - overlap, win[1] - overlap)
+    planned = math.ceil(image[0] / stride[0]) * math.ceil(image[1] / stride[1])
+    if planned > MAX_TILES:
+        # A header may declare any size; planning cannot be allowed to exhaust memory first.
+        raise ConfigError(f"a {image[0]}x{image[1]} image in {win[0]}x{win[1]} windows would be about {planned} tiles, "
+                          f"over the limit of {MAX_TILES}: use a larger window (or check the image's declared size)")
     xs = _starts(image[0], win[0], overlap, drop_border)
     ys = _starts(image[1], win[1], overlap, drop_border)
     keep_x, keep_y = _axis_keep(xs, win[0], image[0]), _axis_keep(ys, win[1], image[1])

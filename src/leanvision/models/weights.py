@@ -7,7 +7,9 @@ file and the first offending keys, raised before any weight is copied.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +22,32 @@ StateDict = dict[str, torch.Tensor]
 _SHOWN_KEYS = 3
 
 
+def load_tensors(path: str | os.PathLike[str], what: str) -> Any:
+    """`torch.load(weights_only=True)` of a local file, or a one-line ModelError: `what: reason`.
+
+    torch's own messages run to several lines and advise `weights_only=False`, which would
+    let the file run code: they are replaced by what is wrong with the file.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol notices, one per load
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike for bad files
+        raise ModelError(f"{what}: {_load_failure(exc)}", path=path) from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """What a failed `torch.load` says about the file, in plain words."""
+    text = str(exc)
+    if any(s in text for s in ("invalid load key", "Unsupported operand", "could not find MARK", "stack underflow")):
+        return "the file is not a PyTorch file"
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        return "the file holds Python objects, not only tensors, and is not loaded (that could run code)"
+    if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
+        return "the file is truncated or corrupt"
+    return "the file is not a PyTorch file"
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """Read a state dict saved with `torch.save`, or the `"model"` entry of a checkpoint.
 
@@ -28,11 +56,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """
     if not os.path.isfile(path):
         raise ModelError("weights file not found", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and runtime errors alike for bad files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot read weights: {reason}", path=path) from None
+    data = load_tensors(path, "cannot read weights")
     if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
         data = data["model"]  # a leanvision checkpoint
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):

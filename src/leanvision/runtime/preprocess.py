@@ -18,25 +18,27 @@ from leanvision.core.enums import ResizeMode
 from leanvision.core.errors import DataError, ModelError
 from leanvision.core.letterbox import FitTransform, fit
 from leanvision.core.protocols import Prepared, RawOutputs
+from leanvision.largeimage.readers import whole
 from leanvision.runtime.engines import Engine
 
 ImageInput = np.ndarray | str | os.PathLike[str]
 
 
 def read_image(item: ImageInput, index: int) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from an array or an image file, or DataError."""
+    """An HxWx3 uint8 RGB array from an array or an image file, or DataError.
+
+    Files are read by the project's one reading policy (`largeimage.readers.whole`), the
+    readers `predict` and `data check` use: 16-bit scaled to 8-bit, CMYK and palette as RGB,
+    alpha dropped, EXIF orientation applied, a declared size over the decode limit refused.
+    """
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or 0 in item.shape:
             raise DataError(f"image {index}: expected an HxWx3 uint8 RGB array, got {item.dtype} {item.shape}")
         return item
-    import cv2
-
     path = Path(item)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-    if image is None:
-        reason = "cannot decode image" if path.is_file() else "image file not found"
-        raise DataError(reason, path=path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if not path.is_file():
+        raise DataError("image file not found", path=path)
+    return whole.read_rgb(path)
 
 
 def prepare_images(images: Sequence[ImageInput], spec: InputSpec, *, at_input_scale: bool = False) -> Prepared:

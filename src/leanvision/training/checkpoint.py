@@ -28,6 +28,7 @@ from torch import nn
 
 from leanvision.core import ConfigError, ModelCard, ModelError
 from leanvision.core.io import atomic_path
+from leanvision.models.weights import load_tensors
 
 FORMAT = "leanvision.checkpoint"
 VERSION = 1
@@ -66,20 +67,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _reason(exc: BaseException) -> str:
-    """One line out of torch.load's message (the unpickler's own line when there is one)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    specific = [line for line in lines if line.startswith("WeightsUnpickler error")]
-    return (specific or lines or [type(exc).__name__])[0][:200]
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`; ModelError if missing or corrupt."""
     path = resolve_checkpoint(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file; all mean "corrupt"
-        raise ModelError(f"corrupt or unreadable checkpoint: {_reason(exc)}", path=path) from None
+    data = load_tensors(path, "corrupt or unreadable checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelError("not a leanvision training checkpoint", path=path)
     if data.get("version", 0) > VERSION:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from leanvision.core import DataError, Detections
+from leanvision.core import Detections
+from leanvision.data.images import read_rgb as _read_policy
 
 NegativeSource = Callable[[np.random.Generator], np.ndarray]
 """A pool of negative (box-free) images: called with an rng, returns an HxWx3 uint8 RGB image."""
@@ -43,23 +43,10 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB, or raise DataError naming the file.
 
-    EXIF orientation is ignored on purpose: label tools and the header size reads of
-    `leanvision.data.images` (simplejpeg, tifffile, Pillow) see the stored pixel layout,
-    and boxes refer to it; cv2 alone would rotate (PITFALLS.md, Large images).
+    The project's one reading policy (`leanvision.data.images.read_rgb`): what `predict`
+    and `data check` read, EXIF orientation applied as they apply it.
     """
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"cannot read image: {exc.strerror}", path=path) from None
-    try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    except cv2.error as exc:
-        raise DataError(f"cannot decode image: {str(exc).strip().splitlines()[-1]}", path=path) from None
-    if bgr is None:
-        raise DataError("cannot decode image (corrupt or not an image)", path=Path(path))
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _read_policy(path)
 
 
 def clip_boxes(targets: Detections, width: float, height: float, *, min_visibility: float) -> Detections:

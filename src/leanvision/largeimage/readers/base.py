@@ -29,7 +29,18 @@ from typing import ClassVar, Self
 import numpy as np
 
 from leanvision.core.config import Config
-from leanvision.core.errors import ConfigError, DataError, LeanVisionError
+from leanvision.core.errors import ConfigError, DataError, LeanVisionError, plain_reason
+
+MAX_DECODE_MB = 2048
+"""Default bound on one whole-image decode held in memory (`ReaderOptions.max_decode_mb`).
+
+A fixed size, not a fraction of the RAM free now: the same file must get the same answer on
+every run and machine (free RAM changes with whatever else runs), and a refusal must name a
+limit the user can raise. 2048 MB holds a 26000 x 26000 RGB decode, beyond any photo or
+scanner frame; slides and rasters larger than that are tiled and read by window, which
+this bound does not touch. Checked against the size the header declares, before decoding:
+a crafted 100000 x 100000 PNG header is refused instead of attempting a 28 GB allocation.
+"""
 
 # A level or DCT scale is used when it still gives >= 99% of the output pixels: the
 # rounding of pyramid sizes (ceil(W / 2)) must not push reads to the next finer level.
@@ -55,7 +66,9 @@ class ReaderOptions(Config):
             output size (True), or always at full resolution (False; for benchmarks and
             pixel-exact work).
         max_decode_mb: bound on a whole-image decode held in memory by readers that cannot
-            read windows (JPEG via simplejpeg/OpenCV/Pillow, other non-tiled formats).
+            read windows (JPEG via simplejpeg/OpenCV/Pillow, libvips on non-tiled formats,
+            other non-tiled formats), checked on the header's size before decoding
+            (`MAX_DECODE_MB`).
         band_above_mb: the simplejpeg reader decodes a JPEG whose whole decode at the
             needed scale would be larger than this in bands of rows, top to bottom, holding
             only the rows under the current window (`bands`; 40000 px at 1/2: 1.2 GB whole,
@@ -66,7 +79,7 @@ class ReaderOptions(Config):
     """
 
     reduced: bool = True
-    max_decode_mb: int = 2048
+    max_decode_mb: int = MAX_DECODE_MB
     band_above_mb: int = 512
     tile_cache_mb: int = 64
     fill: int = 0
@@ -172,11 +185,20 @@ def resize_into(src: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, result)
 
 
+def to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
+    """8-bit pixels as they are; 16-bit ones scaled to 8 bits (the high byte, as cv2.imread
+    does for IMREAD_COLOR), so a 16-bit file reads the same through every reader."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    raise DataError(f"images of {array.dtype} pixels are not supported (8- or 16-bit only)", path=path)
+
+
 def vips_rgb(region: np.ndarray, path: Path) -> np.ndarray:
-    """An 8-bit libvips region (`.numpy()`: HxW or HxWxB) as HxWx3: grey (with or without
-    alpha) repeated, alpha or extra bands dropped."""
-    if region.dtype != np.uint8:
-        raise DataError(f"the pyvips reader reads 8-bit images; this one is {region.dtype}", path=path)
+    """An 8- or 16-bit libvips region (`.numpy()`: HxW or HxWxB) as HxWx3 uint8: grey (with
+    or without alpha) repeated, alpha or extra bands dropped."""
+    region = to_uint8(region, path)
     if region.ndim == 2 or region.shape[2] < 3:
         grey = region if region.ndim == 2 else region[..., 0]
         return np.repeat(grey[..., None], 3, axis=2)
@@ -224,7 +246,8 @@ def data_errors(path: Path, what: str) -> Iterator[None]:
     except MemoryError:
         raise
     except Exception as exc:
-        raise DataError(f"cannot {what}: {one_line(exc)}", path=path) from exc
+        message = one_line(exc)
+        raise DataError(plain_reason(message) or f"cannot {what}: {message}", path=path) from exc
 
 
 def check_file(path: str | os.PathLike[str]) -> Path:
@@ -239,12 +262,18 @@ def check_file(path: str | os.PathLike[str]) -> Path:
 
 
 def check_decode_bytes(path: Path, shape: Sequence[int], options: ReaderOptions, how: str) -> None:
-    """Refuse a whole-image decode larger than `options.max_decode_mb`."""
+    """Refuse a whole-image decode larger than `options.max_decode_mb` (see `MAX_DECODE_MB`).
+
+    Args:
+        shape: (h, w, channels) of the decode, from the header.
+        how: the library that would decode, named in the message.
+    """
     mb = math.prod(shape) / 2**20
     if mb > options.max_decode_mb:
         raise DataError(
-            f"{how} must decode the whole image ({shape[1]}x{shape[0]}, {mb:.0f} MB), over "
-            f"max_decode_mb={options.max_decode_mb}; raise it or convert to tiled TIFF",
+            f"the header declares a {shape[1]}x{shape[0]} image, which {how} must decode whole "
+            f"({mb:.0f} MB), over the limit of {options.max_decode_mb} MB (max_decode_mb); "
+            "convert it to a tiled TIFF or raise the limit",
             path=path,
         )
 

@@ -41,7 +41,7 @@ class RasterioReader(Reader):
         path = check_file(path)
         self._rio = require("rasterio", extra="io", purpose="the rasterio (GDAL) reader")
         if sniff(path) is ImageFormat.JPEG and not jpeg_has_end(path):
-            raise DataError("truncated JPEG: no end-of-image marker", path=path)
+            raise DataError("the file is truncated (no JPEG end-of-image marker)", path=path)
         with self._quiet(), data_errors(path, "open raster with GDAL"):
             base = self._rio.open(path)
         self._datasets: dict[int, Any] = {0: base}

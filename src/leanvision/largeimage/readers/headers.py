@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from leanvision.core.errors import DataError
+from leanvision.core.errors import DataError, plain_reason
 
 # libjpeg's JPEG_MAX_DIMENSION: a larger side is refused by every libjpeg-based decoder.
 JPEG_MAX_SIDE = 65500
@@ -65,17 +65,17 @@ def _segment(f: BinaryIO, path: Path) -> tuple[int, bytes]:
     while byte == b"\xff":
         byte = f.read(1)
     if not byte:
-        raise DataError("truncated JPEG: no frame header before the end of the file", path=path)
+        raise DataError("the file is truncated (no JPEG frame header before its end)", path=path)
     marker = byte[0]
     if marker in _STANDALONE:
         return marker, b""
     raw = f.read(2)
     if len(raw) < 2:
-        raise DataError("truncated JPEG header", path=path)
+        raise DataError("the file is truncated (in its JPEG header)", path=path)
     length = struct.unpack(">H", raw)[0]
     payload = f.read(length - 2)
     if len(payload) < length - 2:
-        raise DataError("truncated JPEG header", path=path)
+        raise DataError("the file is truncated (in its JPEG header)", path=path)
     return marker, payload
 
 
@@ -194,7 +194,8 @@ def pillow_size(path: Path) -> tuple[int, int]:
                 path=path,
             ) from None
         except OSError as exc:
-            raise DataError(f"cannot read the image header: {_one_line(exc)}", path=path) from exc
+            message = _one_line(exc)
+            raise DataError(plain_reason(message) or f"cannot read the image header: {message}", path=path) from exc
 
 
 def header_size(path: Path) -> tuple[int, int]:
@@ -215,5 +216,6 @@ def header_size(path: Path) -> tuple[int, int]:
                 page = tif.pages[0]
                 return int(page.imagewidth), int(page.imagelength)
         except Exception as exc:
-            raise DataError(f"cannot read the TIFF header: {_one_line(exc)}", path=path) from exc
+            message = _one_line(exc)
+            raise DataError(plain_reason(message) or f"cannot read the TIFF header: {message}", path=path) from exc
     return pillow_size(path)

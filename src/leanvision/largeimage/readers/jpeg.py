@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from leanvision.core.deps import require
-from leanvision.core.errors import MissingExtraError
+from leanvision.core.errors import DataError, MissingExtraError
 from leanvision.largeimage.readers.bands import SHRINKS, JpegBands
 from leanvision.largeimage.readers.base import (
     ReaderKind,
@@ -34,7 +34,7 @@ from leanvision.largeimage.readers.base import (
     resize_into,
 )
 from leanvision.largeimage.readers.decoded import WholeImageReader, scaled_box
-from leanvision.largeimage.readers.headers import jpeg_info
+from leanvision.largeimage.readers.headers import jpeg_has_end, jpeg_info
 
 
 class SimpleJpegReader(WholeImageReader):
@@ -47,6 +47,8 @@ class SimpleJpegReader(WholeImageReader):
     ) -> None:
         self._simplejpeg = require("simplejpeg", extra="io", purpose="the simplejpeg JPEG reader")
         info = jpeg_info(check_file(path))
+        if not jpeg_has_end(check_file(path)):  # the message every reader gives a cut-off JPEG
+            raise DataError("the file is truncated (no JPEG end-of-image marker)", path=path)
         super().__init__(path, options=options, orientation=info.orientation, scratch=scratch)
         self._size = (info.width, info.height)
         self._bands: JpegBands | None = None
@@ -62,7 +64,7 @@ class SimpleJpegReader(WholeImageReader):
 
     def _decode(self, eighths: int) -> np.ndarray:
         shape = self.decoded_shape(eighths)
-        check_decode_bytes(self.path, shape, self.options, "simplejpeg")
+        check_decode_bytes(self.path, shape, self.options, self.kind.value)
         with (
             data_errors(self.path, "decode JPEG"),
             open(self.path, "rb") as f,

@@ -61,7 +61,7 @@ class OpenCVReader(WholeImageReader):
                 path=path,
             )
         if self._format is ImageFormat.JPEG and not jpeg_has_end(path):
-            raise DataError("truncated JPEG: no end-of-image marker", path=path)
+            raise DataError("the file is truncated (no JPEG end-of-image marker)", path=path)
         orientation = file_orientation(path)
         if self._format is ImageFormat.TIFF and orientation != 1:
             # cv2's libtiff path flips such TIFFs itself, only partly (orientations 2 and 3
@@ -88,12 +88,15 @@ class OpenCVReader(WholeImageReader):
             2: cv2.IMREAD_REDUCED_COLOR_4, 1: cv2.IMREAD_REDUCED_COLOR_8,
         }[eighths] | cv2.IMREAD_IGNORE_ORIENTATION
         shape = self.decoded_shape(eighths)
-        check_decode_bytes(self.path, shape, self.options, "OpenCV")
-        dst = self._array(shape)
+        check_decode_bytes(self.path, shape, self.options, self.kind.value)
+        # cv2.imread into `dst` returns `dst` even when decoding fails (a truncated PNG came
+        # back as the scratch buffer's old pixels), so only JPEG, whose end marker is checked
+        # above, decodes into the scratch buffer; other formats allocate and can report None.
+        dst = self._array(shape) if self._format is ImageFormat.JPEG else None
         with data_errors(self.path, "decode image with OpenCV"):
             image = cv2.imread(str(self.path), flags) if dst is None else cv2.imread(str(self.path), dst, flags)
         if image is None or image.size == 0:
-            raise DataError("OpenCV cannot decode this image (corrupt or unsupported)", path=self.path)
+            raise DataError("the file is corrupt or truncated (OpenCV cannot decode it)", path=self.path)
         if image.shape != shape:
             raise DataError(f"OpenCV decoded {image.shape}, the header says {shape}", path=self.path)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)

@@ -73,7 +73,7 @@ class PillowReader(WholeImageReader):
 
     def _decode(self, eighths: int) -> np.ndarray:
         shape = self.decoded_shape(eighths)
-        check_decode_bytes(self.path, shape, self.options, "Pillow")
+        check_decode_bytes(self.path, shape, self.options, self.kind.value)
         with _opened(self.path) as im, data_errors(self.path, "decode image with Pillow"):
             if self._jpeg and eighths < 8:
                 # Pillow picks the DCT scale 1/s with s <= W // requested width: ask for the

@@ -4,7 +4,10 @@ Images are opened with random access: `access="sequential"` fails on out-of-orde
 (PITFALLS.md), and a grid reads rows of windows. For JPEG, libvips' shrink-on-load (DCT
 scaling 1/2, 1/4, 1/8) gives reduced levels; for TIFF, pyramid pages or SubIFDs do. A
 random-access JPEG is decoded whole on first access (`memory=True` keeps it in RAM rather
-than in a temporary file). libvips starts its own thread pool in each process.
+than in a temporary file), as is any other non-TIFF image (PNG, WebP, BMP): the size its
+header declares is checked against `ReaderOptions.max_decode_mb` before that decode, so a
+crafted 100000 x 100000 PNG header is refused rather than a 28 GB allocation attempted.
+TIFF is read by tile or strip. libvips starts its own thread pool in each process.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from leanvision.largeimage.readers.base import (
     Reader,
     ReaderKind,
     ReaderOptions,
+    check_decode_bytes,
     check_file,
     choose_level,
     data_errors,
@@ -42,6 +46,9 @@ class VipsReader(Reader):
         with data_errors(path, "open image with libvips"):
             base = self._load(path, {})
             self._levels = [({}, base), *self._pyramid(path, base)]
+        if self._format is not ImageFormat.TIFF:  # refused before any tile is planned
+            smallest = min((im for _, im in self._levels), key=lambda im: im.width * im.height)
+            check_decode_bytes(path, (smallest.height, smallest.width, 3), options, self.kind.value)
         super().__init__(path, options=options, orientation=file_orientation(path))
 
     def _load(self, path: os.PathLike[str], extra: dict[str, Any]) -> Any:
@@ -72,6 +79,8 @@ class VipsReader(Reader):
         downs = [(base_w / im.width, base_h / im.height) for _, im in self._levels]
         index = choose_level(downs, (w, h), (out.shape[1], out.shape[0])) if self.options.reduced else 0
         image, (dx, dy) = self._levels[index][1], downs[index]
+        if self._format is not ImageFormat.TIFF:  # decoded whole, in memory, on first access
+            check_decode_bytes(self.path, (image.height, image.width, 3), self.options, self.kind.value)
         x0, y0 = min(round(x / dx), image.width - 1), min(round(y / dy), image.height - 1)
         x1, y1 = max(x0 + 1, min(round((x + w) / dx), image.width)), max(y0 + 1, min(round((y + h) / dy), image.height))
         with data_errors(self.path, "read a region with libvips"):

@@ -1,0 +1,191 @@
+"""The corrupt-image campaign: every kind of odd or damaged file through `data check`,
+training's dataset, the torch-free `read_image` and the `predict` pipeline.
+
+One reading policy (`largeimage.readers.whole`): a file is read the same everywhere (same
+pixels, same displayed size) or refused everywhere with the same one-line message; in batch
+work it is skipped and counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from leanvision.core import DataError, Detections
+from leanvision.data.check import check
+from leanvision.data.formats import DetectionSet, Format, ImageRecord, write_detection
+from leanvision.data.images import read_rgb, read_size, verify_image
+from leanvision.data.torch_dataset import DetectionDataset
+from leanvision.largeimage.pipeline import PipelineOptions, TilingOptions, run_pipeline
+from leanvision.runtime.preprocess import read_image
+from tests.largeimage.fakes import PlainBlobPredictor, blob_card
+
+W, H = 24, 16  # not square: an applied EXIF rotation shows in the size
+
+
+def _rgb() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def _jpeg_bytes(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def hostile_png(path: Path, width: int, height: int) -> Path:
+    """A valid tiny PNG whose IHDR declares width x height (CRC recomputed, so it parses)."""
+    data = bytearray(_png_bytes(_rgb()))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _pil(mode: str, fmt: str, **kwargs) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        image = Image.fromarray(_rgb())
+        image = image.convert(mode) if mode != "RGBA" else Image.fromarray(np.dstack([_rgb(), np.full((H, W), 90, np.uint8)]))
+        image.save(path, format=fmt, **kwargs)
+    return write
+
+
+def _write_16bit(path: Path) -> None:
+    assert cv2.imwrite(str(path), cv2.cvtColor(_rgb(), cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+
+
+def _exif_rotated(path: Path) -> None:
+    image = Image.fromarray(_rgb())
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(path, format="JPEG", quality=95, exif=exif)
+
+
+# name -> (writer, displayed (w, h) if readable else a fragment of the one-line refusal)
+CASES: dict[str, tuple[Callable[[Path], None], tuple[int, int] | str]] = {
+    "ok.jpg": (lambda p: p.write_bytes(_jpeg_bytes(_rgb())), (W, H)),
+    "empty.jpg": (lambda p: p.write_bytes(b""), "image file is empty"),
+    "empty.png": (lambda p: p.write_bytes(b""), "image file is empty"),
+    "truncated.jpg": (lambda p: p.write_bytes(_jpeg_bytes(_rgb())[:-300]), "the file is truncated"),
+    "truncated.png": (lambda p: p.write_bytes(_png_bytes(_rgb())[:-200]), "the file is"),
+    "text.png": (lambda p: p.write_bytes(b"this is not an image\n" * 4), "not an image file"),
+    "png_named.jpg": (lambda p: p.write_bytes(_png_bytes(_rgb())), (W, H)),
+    "jpeg_named.png": (lambda p: p.write_bytes(_jpeg_bytes(_rgb())), (W, H)),
+    "16bit.png": (lambda p: _write_16bit(p), (W, H)),
+    "16bit.tif": (lambda p: _write_16bit(p), (W, H)),
+    "cmyk.jpg": (_pil("CMYK", "JPEG", quality=95), (W, H)),
+    "cmyk.tif": (_pil("CMYK", "TIFF"), (W, H)),
+    "palette.png": (_pil("P", "PNG"), (W, H)),
+    "palette.tif": (_pil("P", "TIFF"), (W, H)),
+    "alpha.png": (_pil("RGBA", "PNG"), (W, H)),
+    "exif_rotated.jpg": (_exif_rotated, (H, W)),
+    "hostile.png": (lambda p: hostile_png(p, 100000, 100000), "100000x100000"),
+}
+BAD = sorted(n for n, (_, want) in CASES.items() if isinstance(want, str))
+GOOD = sorted(n for n, (_, want) in CASES.items() if not isinstance(want, str))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corrupt")
+    for name, (write, _) in CASES.items():
+        write(root / name)
+    return root
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    with pytest.raises(DataError) as info:
+        call()
+    text = str(info.value)
+    assert "\n" not in text
+    return info.value.message
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_an_unreadable_file_is_refused_everywhere_with_the_same_one_line_message(images, name):
+    path = images / name
+    want = CASES[name][1]
+    messages = {
+        "data check": verify_image(path),
+        "training": _refusal(lambda: read_rgb(path)),
+        "read_image": _refusal(lambda: read_image(path, 0)),
+    }
+    assert len(set(messages.values())) == 1, messages
+    assert want in messages["data check"]
+    # Library jargon is translated: no libjpeg / OpenCV / libvips vocabulary reaches the user.
+    for jargon in ("tjDecompress", "OpenCV(", "VipsForeignLoad", "vips_tracked", "libpng", "Traceback"):
+        assert jargon not in messages["data check"]
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_a_readable_file_reads_the_same_everywhere(images, name):
+    path = images / name
+    assert verify_image(path) is None
+    assert read_size(path) == CASES[name][1]
+    trained = read_rgb(path)
+    assert trained.dtype == np.uint8 and (trained.shape[1], trained.shape[0]) == CASES[name][1]
+    np.testing.assert_array_equal(read_image(path, 0), trained)
+
+
+@pytest.mark.parametrize("name", ["16bit.png", "16bit.tif", "cmyk.tif", "palette.png", "palette.tif", "alpha.png"])
+def test_converted_pixels_are_the_colours_of_the_image(images, name):
+    # Lossless files of `_rgb()`: 16-bit scaled back, CMYK, palette and alpha converted to RGB.
+    got = read_rgb(images / name).astype(int)
+    if name.startswith("palette"):
+        assert np.abs(got - _rgb()).mean() < 40  # a palette quantises to 256 colours
+    else:
+        np.testing.assert_array_equal(got, _rgb())
+
+
+def test_exif_orientation_is_applied_as_predict_applies_it(images):
+    stored = np.asarray(Image.open(images / "exif_rotated.jpg").convert("RGB"))
+    displayed = read_rgb(images / "exif_rotated.jpg")
+    # Orientation 6: the stored image turned 90 degrees clockwise (JPEG, so within noise).
+    assert np.abs(displayed.astype(int) - np.rot90(stored, k=-1).astype(int)).mean() < 2
+
+
+def test_data_check_reports_each_bad_file_and_passes_the_others(images, tmp_path):
+    records = [ImageRecord(name, 0, 0, Detections.from_boxes(np.array([[1, 1, 8, 8]], np.float32), [0]), i)
+               for i, name in enumerate(sorted(CASES), start=1)]
+    root = tmp_path / "set"
+    write_detection(DetectionSet(("cell",), records, images), root, Format.COCO, copy_images=True)
+    (report,) = check(root)
+    found = {Path(issue.path).name: issue.reason for issue in report.issues}
+    assert set(found) == set(BAD), found
+    for name in BAD:
+        assert CASES[name][1] in found[name]
+
+
+def test_training_skips_and_counts_every_unreadable_image(images):
+    names = sorted(CASES)
+    records = [ImageRecord(name, 0, 0, Detections.from_boxes(np.array([[1, 1, 8, 8]], np.float32), [0]), i)
+               for i, name in enumerate(names)]
+    dataset = DetectionDataset(DetectionSet(("cell",), records, images), augment=None, input_size=(32, 32), seed=0)
+    sources = {names[dataset[i][2]] for i in range(len(dataset))}
+    assert sources <= set(GOOD)
+    assert dataset.skipped == len(BAD) and sorted(dataset.skipped_files) == BAD
+
+
+def test_predict_fails_exactly_the_unreadable_images_naming_each(images):
+    card = blob_card((32, 32))
+    options = PipelineOptions(tiling=TilingOptions(window=32), readers=1, batch=4)
+    summary = run_pipeline(PlainBlobPredictor(card), [images], options=options)
+    failed = {Path(f.path).name: f.reason for f in summary.failed}
+    assert set(failed) == set(BAD), failed
+    for name in BAD:
+        assert failed[name] == verify_image(images / name)  # the same words as data check
+    sizes = {Path(p).name: (r.width, r.height) for p, r in summary.results.items()}
+    assert sizes == {name: CASES[name][1] for name in GOOD}
