@@ -34,7 +34,7 @@ def test_version(capsys):
     ("args", "expected"),
     [
         (["data", "check", "/no/such/dir"], "/no/such/dir: dataset not found"),
-        (["data", "convert", "a", "b", "--to", "xml"], "--to must be coco, voc or yolo"),
+        (["data", "convert", "a", "b", "--to", "xml"], "'xml' is not one of 'coco', 'voc', 'yolo'"),
         (["data", "nonsense"], "No such command 'nonsense'"),
         (["data", "synth", "--task", "track", "--out", "x"], "Invalid value for '--task'"),
     ],

@@ -124,6 +124,6 @@ def test_profile_splits_front_end_and_back_end():
 
 
 def test_profile_command_prints_the_parts():
-    code, stdout, stderr = run_cli(["profile", "csrnet_mbv2", "--num-classes", "1", "--input", "256", "--json"])
+    code, stdout, stderr = run_cli(["profile", "csrnet_mbv2", "--num-classes", "1", "--input", "256", "--json", "-"])
     assert code == 0, stderr
     assert set(json.loads(stdout)["parts"]) == {"backbone", "head"}

@@ -144,7 +144,7 @@ def cli_run(blob_data, tmp_path_factory) -> Path:
 
 
 def test_val_prints_mae_rmse_nae_as_training_measured(cli_run, blob_data, tmp_path):
-    code, stdout, stderr = run_cli(["val", str(cli_run), str(blob_data / "val"), "--json", "--out", str(tmp_path)])
+    code, stdout, stderr = run_cli(["val", str(cli_run), str(blob_data / "val"), "--out", str(tmp_path)])
     assert code == 0, stderr
     assert "3 images (1 without people), 35 people" in stdout and "MAE" in stdout and "NAE" in stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())

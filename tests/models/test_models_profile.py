@@ -78,7 +78,7 @@ def _cli() -> typer.Typer:
 
 def test_cli_json_and_table():
     runner = CliRunner()
-    result = runner.invoke(_cli(), ["retinanet_mbv2_slim", "--num-classes", "1", "--json"])
+    result = runner.invoke(_cli(), ["retinanet_mbv2_slim", "--num-classes", "1", "--json", "-"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"parts", "total"}

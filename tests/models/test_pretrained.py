@@ -137,7 +137,7 @@ def test_cli_bad_weights_file_is_one_line_exit_2(tmp_path):
 def test_models_command_lists_task_cost_and_offline_weights():
     import json
 
-    code, out, err = run_cli(["models", "--json", "--input", "320"])
+    code, out, err = run_cli(["models", "--json", "-", "--input", "320"])
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)["models"]}
     lite0 = rows["retinanet_effl0_slim"]
@@ -146,7 +146,7 @@ def test_models_command_lists_task_cost_and_offline_weights():
     assert set(lite0["pretrained"]) == {"imagenet"}
     assert rows["csrnet"]["task"] == "count"
     # GMACs grow with the input: the table is measured, not looked up.
-    _, out640, _ = run_cli(["models", "--json", "--input", "640", "--task", "detect"])
+    _, out640, _ = run_cli(["models", "--json", "-", "--input", "640", "--task", "detect"])
     wide = {r["name"]: r for r in json.loads(out640)["models"]}
     assert wide["retinanet_effl0_slim"]["gmacs"] == pytest.approx(4 * lite0["gmacs"], rel=0.05)
     assert "csrnet" not in wide

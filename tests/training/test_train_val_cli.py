@@ -57,7 +57,7 @@ def test_train_then_resume_extends_the_run(recipe, tmp_path):
 def test_val_prints_metrics_writes_pr_curve_and_json(recipe, squares_data, tmp_path):
     assert _invoke("train", "--config", recipe).exit_code == 0
     out = tmp_path / "val"
-    result = _invoke("val", tmp_path / "run", squares_data / "val", "--json", "--out", out)
+    result = _invoke("val", tmp_path / "run", squares_data / "val", "--out", out)
     assert result.exit_code == 0, result.output
     assert "mAP@[.5:.95]" in result.output and "square: AP@0.5" in result.output
     assert (out / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -69,7 +69,7 @@ def test_val_prints_metrics_writes_pr_curve_and_json(recipe, squares_data, tmp_p
 def test_val_scores_the_checkpoint_as_training_did(recipe, squares_data, tmp_path):
     assert _invoke("train", "--config", recipe).exit_code == 0
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    result = _invoke("val", tmp_path / "run" / "best.pt", squares_data / "val", "--json", "--out", tmp_path)
+    result = _invoke("val", tmp_path / "run" / "best.pt", squares_data / "val", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     measured = json.loads((tmp_path / "metrics.json").read_text())["map50"]
     assert measured == pytest.approx(best["card"]["metrics"]["val_map50"], abs=1e-9)

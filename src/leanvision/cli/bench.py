@@ -1,13 +1,22 @@
-"""`leanvision bench`: the accuracy x speed matrix of exported models, with a composite score."""
+"""`leanvision bench`: the accuracy x speed matrix of exported models, with a composite score.
+
+Exit codes: 0; 1 when labels of the validation set were left out (a label for a missing
+image, points outside their image: named in a one-line account on stderr), the matrix
+measured on the rest; 2 on bad input. An image that does not decode or a slide that fails
+in the pipeline is an error (exit 2), not a skip: cells measured on different image sets
+would not compare.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import out, progress_bar
+from leanvision.cli.ui import finish_batch, json_option, json_result, out, progress_bar
 from leanvision.core import ConfigError, ModelCard
+from leanvision.evaluation.scores import ScoreKind
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -49,13 +58,22 @@ def bench(
     seconds: float = typer.Option(5.0, "--seconds", min=0.1, help="Timing window per cell."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Engine threads (default: all cores)."),
     drop_border: int = typer.Option(0, "--drop-border", min=0, help="Slide runs: S0's drop border in px."),
-    score_name: str | None = typer.Option(None, "--score", help="tianchi, s3, mlperf-gate or pareto."),
+    score_name: ScoreKind | None = typer.Option(None, "--score", help="A composite score of the cells (default: none)."),
     reference: str | None = typer.Option(None, "--reference", help="mlperf-gate: the FP32 reference cell name."),
+    json_out: Path | None = json_option("the matrix (bench.json's content)"),
 ) -> None:
-    """Measure accuracy and speed of every model x engine x precision x batch x requests."""
-    from leanvision.data.valset import val_set
-    from leanvision.evaluation.benchmark import BenchOptions, run_bench, score_entries
-    from leanvision.evaluation.report import machine_meta, write_bench_report
+    """Measure accuracy and speed of every model x engine x precision x batch x requests.
+
+    Exit code 1 when labels of --data were left out (named on stderr).
+    """
+    from leanvision.data.labelled import load_labelled_set
+    from leanvision.evaluation.benchmark import BenchOptions, ValSet, run_bench, score_entries
+    from leanvision.evaluation.report import (
+        machine_meta,
+        markdown_table,
+        summary_rows,
+        write_bench_report,
+    )
     from leanvision.evaluation.scores import score
     from leanvision.largeimage.inputs import expand_inputs
 
@@ -67,20 +85,24 @@ def bench(
         precisions=_names(precisions, "--precisions", ("fp32", "bf16")),
         batches=_ints(batches, "--batches"), requests=_ints(requests, "--requests"),
         seconds=seconds, threads=threads, drop_border=drop_border)
-    val = val_set(data, cards[0])
+    # The labelled set read here (not through `data.valset`) so that what it left out is reported.
+    labelled = load_labelled_set(data, cards[0])
+    val = ValSet(labelled.files, labelled.scorer(), labelled.metric, labelled.higher_is_better)
     slide_paths = expand_inputs([slides]) if slides is not None else []
-    with progress_bar("bench") as update:
-        cells = run_bench(models, val=val, slides=slide_paths, options=options,
-                          progress=lambda label, done, total: update(done, total, label))
-    scored = []
-    if score_name:
-        keys = {"reference": _reference(cells, val.metric, reference)} if score_name == "mlperf-gate" else {}
-        accuracy_keys = {} if score_name == "s3" else {"accuracy": val.metric, "higher_is_better": val.higher_is_better}
-        scored = score(score_name, score_entries(cells, metric=val.metric, slides=len(slide_paths)),
-                       **accuracy_keys, **keys)
-    paths = write_bench_report(cells, out_dir, metric=val.metric, higher_is_better=val.higher_is_better,
-                               meta=machine_meta(), scored=scored, score_name=score_name or "")
-    from leanvision.evaluation.report import markdown_table, summary_rows
-
-    out.print(markdown_table(summary_rows(cells, val.metric)), markup=False, highlight=False)
-    out.print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}")
+    with json_result(json_out) as emit:
+        with progress_bar("bench") as update:
+            cells = run_bench(models, val=val, slides=slide_paths, options=options,
+                              progress=lambda label, done, total: update(done, total, label))
+        scored = []
+        if score_name:
+            keys = {"reference": _reference(cells, val.metric, reference)} if score_name is ScoreKind.MLPERF_GATE else {}
+            accuracy_keys = ({} if score_name is ScoreKind.S3 else
+                             {"accuracy": val.metric, "higher_is_better": val.higher_is_better})
+            scored = score(score_name, score_entries(cells, metric=val.metric, slides=len(slide_paths)),
+                           **accuracy_keys, **keys)
+        paths = write_bench_report(cells, out_dir, metric=val.metric, higher_is_better=val.higher_is_better,
+                                   meta=machine_meta(), scored=scored, score_name=score_name or "")
+        out.print(markdown_table(summary_rows(cells, val.metric)), markup=False, highlight=False)
+        out.print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}", markup=False, highlight=False)
+        emit(json.loads(Path(paths["json"]).read_text()))
+    finish_batch([(issue.path, issue.reason) for issue in labelled.issues], done=len(labelled.files), noun="label")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import emit_json, out
+from leanvision.cli.ui import json_option, json_result, out
 from leanvision.core.errors import ConfigError
 from leanvision.export.api import ExportFormat
 
@@ -38,24 +38,24 @@ def export(
     input_size: str | None = typer.Option(None, "--input-size", help="Exported input size: HxW, H,W or S (default: the checkpoint card's)."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the parity check against torch."),
     parity_images: Path | None = typer.Option(None, "--parity-images", help="Images for the parity check (default: synthetic ones)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout)."),
+    json_out: Path | None = json_option(),
 ) -> None:
     """Export CKPT's network (dynamic batch) with model_card.json, checked against torch on the engine(s) that run it."""
     from leanvision.export import export_model
 
-    result = export_model(checkpoint, format=format_, out=out_dir, with_nms=with_nms,
-                          input_size=parse_input_size(input_size), check=not no_check, parity_images=parity_images)
-    card = result.card
-    files = ", ".join(f"{p.name} ({_size(p)})" for p in result.files)
-    out.print(f"{result.out}: {files}", markup=False, highlight=False)
-    out.print(f"{card.name}, input {card.input.height}x{card.input.width}, outputs "
-              f"{', '.join(o.name for o in card.outputs)}; layer groups {', '.join(card.layer_groups)}",
-              markup=False, highlight=False)
-    if result.parity is not None:
-        out.print(result.parity.summary(), markup=False, highlight=False)
-    out.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), markup=False, highlight=False)
-    if json_out is not None:
-        emit_json({"out": str(result.out), "files": [str(p) for p in result.files], "timings": result.timings,
-                   "parity": None if result.parity is None else result.parity.to_dict(),
-                   "layer_groups": card.layer_groups, "metrics": card.metrics},
-                  None if str(json_out) == "-" else json_out)
+    with json_result(json_out) as emit:
+        result = export_model(checkpoint, format=format_, out=out_dir, with_nms=with_nms,
+                              input_size=parse_input_size(input_size), check=not no_check, parity_images=parity_images)
+        card = result.card
+        files = ", ".join(f"{p.name} ({_size(p)})" for p in result.files)
+        out.print(f"{result.out}: {files}", markup=False, highlight=False)
+        out.print(f"{card.name}, input {card.input.height}x{card.input.width}, outputs "
+                  f"{', '.join(o.name for o in card.outputs)}; layer groups {', '.join(card.layer_groups)}",
+                  markup=False, highlight=False)
+        if result.parity is not None:
+            out.print(result.parity.summary(), markup=False, highlight=False)
+        out.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()), markup=False,
+                  highlight=False)
+        emit({"out": str(result.out), "files": [str(p) for p in result.files], "timings": result.timings,
+              "parity": None if result.parity is None else result.parity.to_dict(),
+              "layer_groups": card.layer_groups, "metrics": card.metrics})

@@ -3,6 +3,8 @@
 Every error a user can act on is printed as one line, `leanvision: error: path: problem`,
 with exit code 2 and no traceback; `--debug` shows the traceback instead. An unexpected
 exception (a bug) is printed the same way with exit code 3 and a hint to rerun with --debug.
+Batch work that skipped items exits 1 after a one-line account, and 2 when it processed
+nothing (`ui.finish_batch`); `data check` exits 1 when it found problems.
 """
 
 from __future__ import annotations
@@ -84,13 +86,34 @@ def _error(message: str) -> None:
     typer.echo(f"leanvision: error: {message}", err=True)
 
 
+def _given(args: list[str], opts: list[str]) -> str | None:
+    """What the user typed for an option (`--opt VALUE` or `--opt=VALUE`), the last time."""
+    value = None
+    for i, arg in enumerate(args):
+        name, eq, rest = arg.partition("=")
+        if name in opts:
+            value = rest if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return value
+
+
+def _usage_message(exc: typer.TyperException, args: list[str]) -> str:
+    """Click's message, without the validator's "Value error, " prefix, naming the bad value
+    when the message does not (range checks say only "Input should be ... 1")."""
+    message = exc.format_message().replace("Value error, ", "")
+    opts = list(getattr(getattr(exc, "param", None), "opts", None) or [])
+    value = _given(args, opts) if opts else None
+    if value is not None and repr(value) not in message:
+        message = f"{message.rstrip('.')}, got {value!r}"
+    return message
+
+
 def _os_error(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exits with 0, 1 (a check found problems), 2 (bad input) or 3 (bug)."""
+    """Run the CLI; exits with 0, 1 (items skipped, or a check found problems), 2 (bad input) or 3 (bug)."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
@@ -103,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, ...
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _error(f"{exc.format_message()}{hint}")
+        _error(f"{_usage_message(exc, args)}{hint}")
         sys.exit(getattr(exc, "exit_code", EXIT_USER_ERROR))
     except (LeanVisionError, OSError) as exc:
         if debug:

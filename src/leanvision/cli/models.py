@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
-from leanvision.cli.ui import emit_json, out
+from leanvision.cli.ui import json_option, json_result, out
 
 
 def _row(name: str, task: str, input_size: int, num_classes: int) -> dict:
@@ -35,20 +37,23 @@ def models(
     task: str = typer.Option(None, "--task", help="Only the models of this task: detect, count."),
     input: int = typer.Option(640, "--input", min=32, help="Square input side for GMACs, in pixels."),
     num_classes: int = typer.Option(1, "--num-classes", min=1, help="Classes scored by the head, for params and GMACs."),
-    json_: bool = typer.Option(False, "--json", help="Print {models: [...]} as JSON instead of a table."),
+    json_out: Path | None = json_option("{models: [...]}"),
 ) -> None:
     """List the registered models: task, backbone, parameters, GMACs and which pretrained
     weights are on this machine (usable offline with model.weights_backbone=NAME)."""
     from leanvision.models.registry import list_models, model_entry
 
     rows = [_row(name, model_entry(name).task.value, input, num_classes) for name in list_models(task)]
-    if json_:
-        emit_json({"models": rows}, None)
-        return
+    with json_result(json_out) as emit:
+        out.print(_table(rows, input, num_classes))
+        emit({"models": rows})
+
+
+def _table(rows: list[dict], input: int, num_classes: int) -> Table:
     table = Table(title=f"registered models ({input}x{input}, {num_classes} class{'es' if num_classes > 1 else ''})")
     for column in ("model", "task", "backbone", "params (M)", "GMACs", "pretrained weights offline"):
         table.add_column(column, justify="right" if column in ("params (M)", "GMACs") else "left")
     for r in rows:
         table.add_row(r["name"], r["task"], r["backbone"] or "-", f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}",
                       _weights_text(r["pretrained"]))
-    out.print(table)
+    return table

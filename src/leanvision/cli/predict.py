@@ -7,6 +7,9 @@ draws the progress bar and prints the summary. `--out r.json` with a single imag
 that image's JSON alone (the ordinary-image form). S3's counting run:
 
     leanvision predict exported/csrnet crowds/ --out counts --fit-grid 2x2 --batch 4
+
+Exit codes (`ui.finish_batch`): 0 every image done; 1 some images failed (skipped, counted,
+named in a one-line account on stderr and listed in summary.json); 2 none done.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from leanvision.cli.ui import console, out
-from leanvision.core import ConfigError, DataError, ModelCard, ModelError
+from leanvision.cli.ui import console, finish_batch, json_option, json_result, out
+from leanvision.core import ConfigError, DataError, ModelCard, ModelError, Task
 from leanvision.largeimage.merge import MergeMethod, MergeOptions
 from leanvision.largeimage.pipeline import (
     EngineKind,
@@ -32,6 +35,7 @@ from leanvision.largeimage.pipeline import (
 )
 from leanvision.largeimage.pipeline.options import DEFAULT_BATCH, DEFAULT_READERS
 from leanvision.largeimage.readers import ReaderKind
+from leanvision.runtime.engines.base import Backend
 
 
 def _fit_grid(text: str | None) -> tuple[int, int] | None:
@@ -43,24 +47,38 @@ def _fit_grid(text: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _reader(text: str | None) -> ReaderKind | None:
-    try:
-        return None if text is None else ReaderKind(text)
-    except ValueError:
-        raise ConfigError(f"--reader must be one of {', '.join(k.value for k in ReaderKind)}, got {text!r}") from None
+# --conf, --iou, --max-det -> `runtime.detect.PostprocessOptions` fields they override.
+_POSTPROCESS_FLAGS = {"conf": ("--conf", "score_threshold"), "iou": ("--iou", "iou_threshold"),
+                      "max_det": ("--max-det", "max_detections")}
 
 
-def _factory(model_dir: Path, backend: str | None, requests: int | None) -> functools.partial:
-    """A picklable predictor factory; the card is checked here, before any work starts."""
+def _overrides(card: ModelCard, model_dir: Path, **flags: float | int | None) -> dict[str, float | int]:
+    """The post-processing overrides the flags ask for; a ConfigError on a model they do not fit.
+
+    The flags are detection post-processing (`runtime.detect.PostprocessOptions`), so they
+    name their task: another task's model has no score threshold, NMS or detection cap.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    if given and card.task is not Task.DETECT:
+        named = ", ".join(_POSTPROCESS_FLAGS[name][0] for name in given)
+        raise ConfigError(f"{named}: detection post-processing; '{card.name}' is a model of task "
+                          f"{card.task.value}, which has none", path=model_dir)
+    return {_POSTPROCESS_FLAGS[name][1]: value for name, value in given.items()}
+
+
+def _factory(model_dir: Path, backend: Backend | None, requests: int | None, **flags: float | int | None
+             ) -> functools.partial:
+    """A picklable predictor factory; the card and the flags are checked here, before any work starts."""
     from leanvision.runtime import EngineOptions, PerformanceHint, load_predictor
 
     if not model_dir.is_dir():
         raise ModelError("model directory not found", path=model_dir)
-    ModelCard.load(model_dir)  # a missing or unreadable card: one-line ModelError now
+    card = ModelCard.load(model_dir)  # a missing or unreadable card: one-line ModelError now
+    overrides = _overrides(card, model_dir, **flags)
     # THROUGHPUT: several streams and requests, what an async pipeline feeds (measured in
     # docs/large-images.md); num_requests None keeps the engine's optimal number.
     engine = EngineOptions(num_requests=requests, performance=PerformanceHint.THROUGHPUT)
-    return functools.partial(load_predictor, model_dir, backend=backend, options=engine)
+    return functools.partial(load_predictor, model_dir, backend=backend, options=engine, overrides=overrides or None)
 
 
 class _Bar:
@@ -94,7 +112,8 @@ def _print_summary(summary: PipelineSummary, where: Path | None) -> None:
         out.print(f"results: {where}", markup=False, highlight=False)
 
 
-def _single_image(factory: functools.partial, inputs: list[str], target: Path, options: PipelineOptions) -> None:
+def _single_image(factory: functools.partial, inputs: list[str], target: Path, options: PipelineOptions
+                  ) -> PipelineSummary:
     """The ordinary-image form: one image in, its JSON written to `target`."""
     from leanvision.largeimage.inputs import expand_inputs
     from leanvision.largeimage.pipeline.outputs import CountResult, write_count_json, write_json
@@ -116,13 +135,17 @@ def _single_image(factory: functools.partial, inputs: list[str], target: Path, o
         predictor.close()
     found = f"count {result.count:.1f}" if isinstance(result, CountResult) else f"{len(result.detections)} detections"
     out.print(f"{found}: {target}", markup=False, highlight=False)
+    return summary
 
 
 def predict(
     model_dir: Path = typer.Argument(..., help="Exported model directory: model.xml or model.onnx, and model_card.json."),
     inputs: list[str] = typer.Argument(..., help="Images, folders, globs ('slides/*.tif') or .txt lists of paths."),
     out_path: Path = typer.Option(..., "--out", help="Output folder; or FILE.json for a single image."),
-    backend: str | None = typer.Option(None, "--backend", help="openvino or onnxruntime (default: by model file)."),
+    backend: Backend | None = typer.Option(None, "--backend", help="Engine (default: by model file: model.xml runs on openvino, model.onnx on onnxruntime)."),
+    conf: float | None = typer.Option(None, "--conf", min=0.0, max=1.0, help="Detection: score threshold, 0-1 (default: the model card's)."),
+    iou: float | None = typer.Option(None, "--iou", min=0.0, max=1.0, help="Detection: NMS IoU threshold, 0-1; boxes overlapping a better one by more are dropped (default: the model card's)."),
+    max_det: int | None = typer.Option(None, "--max-det", min=1, help="Detection: most detections kept per image (default: the model card's)."),
     window: int | None = typer.Option(None, "--window", min=1, help="Window width in image pixels, resized to the model input (S0: 1600 for an 800 model). Default: the card's window, input / scale."),
     overlap: int = typer.Option(0, "--overlap", min=0, help="Pixels neighbouring windows share."),
     drop_border: int = typer.Option(0, "--drop-border", min=0, help="Leave up to this many border pixels a side unread when that saves windows (S0)."),
@@ -130,31 +153,40 @@ def predict(
     readers: int = typer.Option(DEFAULT_READERS, "--readers", min=1, help="Reader processes."),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, help="Tiles per inference call."),
     requests: int | None = typer.Option(None, "--requests", min=1, help="Inference requests in flight (default: the engine's optimal number)."),
-    reader: str | None = typer.Option(None, "--reader", help="Force a reader: simplejpeg, tifffile, openslide, pyvips, rasterio, opencv, pillow."),
+    reader: ReaderKind | None = typer.Option(None, "--reader", help="Force a reader (default: by file type)."),
     merge: MergeMethod = typer.Option(MergeMethod.NMS, "--merge", help="How detections of neighbouring tiles are merged."),
     preview: bool = typer.Option(False, "--preview", help="Also write <stem>.png: the image downscaled with its boxes (counting: its density heat map)."),
     density: bool = typer.Option(False, "--density", help="Counting models: also write <stem>.npy, the stitched density map."),
     engine: EngineKind = typer.Option(EngineKind.LOCAL, "--engine", help="local, or ray to run on a Ray cluster."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: start Ray here)."),
+    json_out: Path | None = json_option("the run's summary (summary.json's fields)"),
 ) -> None:
-    """Detect or count objects in images of any size: tiles read in parallel, async batched inference, merged results."""
+    """Detect or count objects in images of any size: tiles read in parallel, async batched inference, merged results.
+
+    Exit code 1 when some images failed (they are named on stderr and in summary.json), 2 when none was done.
+    """
     options = PipelineOptions.from_dict({
         "tiling": {"window": window, "overlap": overlap, "drop_border": drop_border, "fit_grid": _fit_grid(fit_grid)},
-        "merge": MergeOptions(method=merge), "reader": _reader(reader), "readers": readers, "batch": batch,
+        "merge": MergeOptions(method=merge), "reader": reader, "readers": readers, "batch": batch,
         "requests": requests, "preview": preview, "density": density, "engine": engine,
         "ray": RayOptions(address=ray_address),
     })
-    factory = _factory(model_dir, backend, requests)
-    if out_path.suffix.lower() == ".json":
-        if engine is not EngineKind.LOCAL:
-            raise ConfigError("--out FILE.json (one image) runs locally; give a folder to use --engine ray")
-        _single_image(factory, inputs, out_path, options)
-        return
-    bar = _Bar()
-    try:
-        with bar.bar:
-            summary = run_pipeline(factory, inputs, options=options, out_dir=out_path, progress=bar)
-    except PipelineInterrupted as stop:
-        _print_summary(stop.summary, out_path)
-        raise
-    _print_summary(summary, out_path)
+    factory = _factory(model_dir, backend, requests, conf=conf, iou=iou, max_det=max_det)
+    with json_result(json_out) as emit:
+        if out_path.suffix.lower() == ".json":
+            if engine is not EngineKind.LOCAL:
+                raise ConfigError("--out FILE.json (one image) runs locally; give a folder to use --engine ray")
+            summary = _single_image(factory, inputs, out_path, options)
+            emit({"out": str(out_path), **summary.to_dict()})
+            return
+        bar = _Bar()
+        try:
+            with bar.bar:
+                summary = run_pipeline(factory, inputs, options=options, out_dir=out_path, progress=bar)
+        except PipelineInterrupted as stop:
+            _print_summary(stop.summary, out_path)
+            raise
+        _print_summary(summary, out_path)
+        emit({"out": str(out_path), **summary.to_dict()})
+    finish_batch([(f.path, f.reason) for f in summary.failed], done=summary.images, noun="image",
+                 total=summary.images + len(summary.failed), listed_in=out_path / "summary.json")

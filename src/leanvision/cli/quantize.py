@@ -4,6 +4,13 @@ The work is `leanvision.compression.quantize.quantize`; this command parses the 
 `QuantizeOptions`, draws the progress bar and prints what was measured: mAP@0.5 of FP32,
 every layer INT8 and the saved model, throughput side by side on this CPU, the layers kept
 in FP32, and every warning (INT8 not faster, budget not reached, bf16 unavailable).
+
+Exit codes: 0; 1 when calibration images could not be read and were skipped (the model is
+written, calibrated on the others; the files are named in a one-line account on stderr and
+in quant_report.json): a batch that skipped items exits 1, as `predict` and `val` do, so a
+script notices a calibration smaller than asked; 2 on bad input.
+
+The option defaults shown in `--help` are `QuantizeOptions`' own.
 """
 
 from __future__ import annotations
@@ -12,8 +19,20 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import console, emit_json, out, progress_bar
-from leanvision.core import ConfigError
+from leanvision.cli.ui import console, finish_batch, json_option, json_result, out, progress_bar
+from leanvision.compression.quantize.options import (
+    CalibSelect,
+    Fallback,
+    OrtMethod,
+    Preset,
+    QuantizeOptions,
+)
+from leanvision.core import ConfigError, ModelCard, Task
+from leanvision.runtime.engines.base import Backend
+
+_DEFAULTS = QuantizeOptions()
+# Below this a detection --max-drop (points of mAP@0.5) looks like a fraction of mAP.
+_FRACTION_LIKE = 0.1
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:
@@ -61,35 +80,60 @@ def quantize(
     model_dir: Path = typer.Argument(..., help="An exported FP32 model directory (model.xml or model.onnx + model_card.json)."),
     calib: Path = typer.Option(..., "--calib", help="Calibration images: a detection (COCO, VOC, YOLO) or counting (points, ShanghaiTech) dataset, or a folder of images."),
     val: Path = typer.Option(..., "--val", help="A labelled dataset of the model's task scoring every model: detection (mAP@0.5) or counting (MAE)."),
-    backend: str = typer.Option(..., "--backend", help="openvino (NNCF, writes model.xml/.bin) or onnxruntime (QDQ, writes model.onnx)."),
+    backend: Backend = typer.Option(..., "--backend", help="openvino (NNCF, writes model.xml/.bin) or onnxruntime (QDQ, writes model.onnx)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the INT8 model, its card and quant_report.{json,md,html}."),
-    calib_size: int | None = typer.Option(None, "--calib-size", min=1, help="Calibration images (not batches) [default: 300]."),
-    calib_select: str | None = typer.Option(None, "--calib-select", help="random | diverse (k-center in feature space) | similar (nearest the centroid) [default: random]."),
+    calib_size: int = typer.Option(_DEFAULTS.calibration.size, "--calib-size", min=1, help="Calibration images (not batches)."),
+    calib_select: CalibSelect = typer.Option(_DEFAULTS.calibration.select, "--calib-select", help="How calibration images are chosen: random, diverse (k-center in feature space) or similar (nearest the centroid)."),
     calib_sweep: str | None = typer.Option(None, "--calib-sweep", help="Also quantize with each of these sizes and report the metric per size, e.g. 1,32,100,300."),
     keep_fp32: list[str] = typer.Option([], "--keep-fp32", help="Keep out of INT8: a layer group of the card (backbone, fpn, head) or a regex matching whole node names. Repeat for several."),
-    max_drop: float | None = typer.Option(None, "--max-drop", min=0.0, help="Accuracy budget: the most the saved model may be worse than FP32, in points of mAP@0.5 for detection (0.5 = 0.005) or in objects per image of MAE for counting; the most sensitive layers stay FP32 until the measured drop fits."),
-    fallback: str | None = typer.Option(None, "--fallback", help="Precision of layers kept out of INT8: fp32 or bf16 (bf16 only on CPUs with AVX-512 BF16 / AMX) [default: fp32]."),
-    preset: str | None = typer.Option(None, "--preset", help="NNCF preset (openvino): performance (symmetric) or mixed (asymmetric activations) [default: performance]."),
-    ort_method: str | None = typer.Option(None, "--ort-method", help="ONNX Runtime calibration: minmax, entropy or percentile [default: minmax]."),
-    per_channel: bool = typer.Option(True, "--per-channel/--no-per-channel", help="Per-output-channel weight scales."),
-    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of random calibration selection [default: 0]."),
-    sensitivity_images: int | None = typer.Option(None, "--sensitivity-images", min=1, help="Calibration images each layer's output error is measured on [default: 8]."),
-    bench_seconds: float | None = typer.Option(None, "--bench-seconds", min=0.0, help="Seconds per model per throughput round; 0 skips throughput [default: 3]."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON to this file ('-' for stdout)."),
+    max_drop: float | None = typer.Option(None, "--max-drop", min=0.0, help="Accuracy budget: the most the saved model may be worse than FP32. Unit: detection, points of mAP@0.5 (1 = mAP@0.5 0.01 lower; 0.5 allows 0.8000 -> 0.7950); counting, objects per image of MAE (0.5 allows MAE 3.0 -> 3.5). The most sensitive layers stay FP32 until the measured drop fits."),
+    fallback: Fallback = typer.Option(_DEFAULTS.budget.fallback, "--fallback", help="Precision of layers kept out of INT8 (bf16 only on CPUs with AVX-512 BF16 / AMX)."),
+    preset: Preset = typer.Option(_DEFAULTS.advanced.nncf_preset, "--preset", help="NNCF preset (openvino): performance (symmetric) or mixed (asymmetric activations)."),
+    ort_method: OrtMethod = typer.Option(_DEFAULTS.advanced.ort_calibration, "--ort-method", help="ONNX Runtime calibration method (activation ranges)."),
+    per_channel: bool = typer.Option(_DEFAULTS.advanced.per_channel, "--per-channel/--no-per-channel", help="Per-output-channel weight scales."),
+    seed: int = typer.Option(_DEFAULTS.calibration.seed, "--seed", min=0, help="Seed of random calibration selection."),
+    sensitivity_images: int = typer.Option(_DEFAULTS.budget.sensitivity_images, "--sensitivity-images", min=1, help="Calibration images each layer's output error is measured on."),
+    bench_seconds: float = typer.Option(_DEFAULTS.bench.seconds, "--bench-seconds", min=0.0, help="Seconds per model per throughput round; 0 skips throughput."),
+    json_out: Path | None = json_option("the report (quant_report.json's content)"),
 ) -> None:
-    """Quantize MODEL_DIR to INT8 (or mixed INT8/FP32 under --max-drop), measured on --val and on this CPU."""
+    """Quantize MODEL_DIR to INT8 (or mixed INT8/FP32 under --max-drop), measured on --val and on this CPU.
+
+    Exit code 1 when calibration images could not be read (skipped, named on stderr and in the report).
+    """
     from leanvision.compression.quantize import quantize as run_quantize
 
     options = _options(calib_size=calib_size, calib_select=calib_select, calib_sweep=list(_sizes(calib_sweep)),
                        keep_fp32=list(keep_fp32), max_drop=max_drop, fallback=fallback, preset=preset,
                        ort_method=ort_method, per_channel=per_channel, seed=seed,
                        sensitivity_images=sensitivity_images, bench_seconds=bench_seconds)
-    with progress_bar("quantize") as update:
-        result = run_quantize(model_dir, calib=calib, val=val, backend=backend, out=out_dir, options=options,
-                              progress=lambda stage, done, total: update(done, total, stage))
-    _print(result)
-    if json_out is not None:
-        emit_json(result.report, None if str(json_out) == "-" else json_out)
+    _warn_fraction_like(max_drop, model_dir)
+    with json_result(json_out) as emit:
+        with progress_bar("quantize") as update:
+            result = run_quantize(model_dir, calib=calib, val=val, backend=backend, out=out_dir, options=options,
+                                  progress=lambda stage, done, total: update(done, total, stage))
+        _print(result)
+        emit(result.report)
+    calibration = result.report.get("calibration", {})
+    skipped = [_split(text) for text in calibration.get("skipped", [])]
+    finish_batch(skipped, done=max(1, calibration.get("files", 0) - len(skipped)), noun="calibration image",
+                 total=calibration.get("files"), listed_in=result.out / "quant_report.json")
+
+
+def _warn_fraction_like(max_drop: float | None, model_dir: Path) -> None:
+    """One line on stderr when a detection budget looks like a fraction of mAP, not points."""
+    if max_drop is None or not 0 < max_drop < _FRACTION_LIKE:
+        return
+    if ModelCard.load(model_dir).task is not Task.DETECT:
+        return
+    typer.echo(f"leanvision: warning: --max-drop is in points of mAP@0.5: {max_drop:g} allows mAP@0.5 to fall by "
+               f"{max_drop / 100:g} (for a fall of {max_drop:g} in mAP@0.5 give --max-drop {max_drop * 100:g})",
+               err=True)
+
+
+def _split(issue: str) -> tuple[str, str]:
+    """"path: reason" (how the report lists a skipped file) -> (path, reason)."""
+    path, _, reason = issue.partition(": ")
+    return path, reason
 
 
 def _print(result) -> None:

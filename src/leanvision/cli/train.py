@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import emit_json, out
+from leanvision.cli.ui import json_option, json_result, out
 
 logger = logging.getLogger(__name__)
 
@@ -20,26 +20,25 @@ def train(
     config: Path | None = typer.Option(None, "--config", "-c", help="Training recipe (YAML), e.g. configs/s0_cervical_retinanet.yaml."),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue a run from its directory (last.pt) or a checkpoint; ends as an uninterrupted run would."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' for stdout)."),
+    json_out: Path | None = json_option(),
 ) -> None:
     """Train a detection or counting model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
     from leanvision.training import load_config, resume_config
     from leanvision.training import train as run_training
 
     items = list(overrides or [])
-    if resume is not None:
-        recipe = load_config(config, items) if config is not None else None
-        recipe_config = resume_config(resume, items, recipe=recipe)
-    else:
-        recipe_config = load_config(config, items)
-    result = run_training(recipe_config, resume=resume)
-    label = _LABELS.get(result.metric, result.metric)
-    best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch})" if result.best is not None else "no val set"
-    out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
-    if result.skipped:
-        out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
-    if json_out is not None:
-        emit_json({"run_dir": str(result.run_dir), "epochs": result.epochs, "metric": result.metric,
-                   "best": result.best, "best_map50": result.best_map50, "best_epoch": result.best_epoch, "last_metrics": result.last_metrics,
-                   "skipped": [str(issue) for issue in result.skipped]},
-                  None if str(json_out) == "-" else json_out)
+    with json_result(json_out) as emit:
+        if resume is not None:
+            recipe = load_config(config, items) if config is not None else None
+            recipe_config = resume_config(resume, items, recipe=recipe)
+        else:
+            recipe_config = load_config(config, items)
+        result = run_training(recipe_config, resume=resume)
+        label = _LABELS.get(result.metric, result.metric)
+        best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch})" if result.best is not None else "no val set"
+        out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
+        if result.skipped:
+            out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
+        emit({"run_dir": str(result.run_dir), "epochs": result.epochs, "metric": result.metric,
+              "best": result.best, "best_map50": result.best_map50, "best_epoch": result.best_epoch,
+              "last_metrics": result.last_metrics, "skipped": [str(issue) for issue in result.skipped]})

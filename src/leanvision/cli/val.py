@@ -1,6 +1,10 @@
 """`leanvision val`: a checkpoint scored on a labelled set of its task (`data.labelled`), by its
 task's adapter (`TaskAdapter.validate`): COCO mAP with a PR curve (detection), MAE, RMSE and
-NAE (counting)."""
+NAE (counting).
+
+Exit codes (`ui.finish_batch`): 0 every labelled image scored; 1 some left out (labels that
+cannot be used, images that do not decode), named in a one-line account on stderr and in
+metrics.json; 2 nothing scored."""
 
 from __future__ import annotations
 
@@ -8,7 +12,15 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import console, emit_json, out, progress_bar
+from leanvision.cli.ui import (
+    console,
+    emit_json,
+    finish_batch,
+    json_option,
+    json_result,
+    out,
+    progress_bar,
+)
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -23,12 +35,13 @@ def _checkpoint_file(path: Path) -> Path:
 def val(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt) or a run directory (its best.pt, else last.pt)."),
     data: Path = typer.Argument(..., help="A dataset of the model's task: COCO, VOC or YOLO (detection); points JSON/CSV or ShanghaiTech (counting)."),
-    json_flag: bool = typer.Option(False, "--json", help="Also write metrics.json (headline, per-class AP, PR arrays; per-image counts)."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Where pr_curve.png and metrics.json go (default: beside the checkpoint)."),
+    json_out: Path | None = json_option("the metrics (metrics.json's content)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where pr_curve.png and metrics.json (headline, per-class AP, PR arrays; per-image counts) go (default: beside the checkpoint)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per model call."),
 ) -> None:
     """Run the model over DATA at its card's input size; print mAP, mAP@0.5, AR, per-class AP
-    (detection) or MAE, RMSE, NAE (counting)."""
+    (detection) or MAE, RMSE, NAE (counting). Exit code 1 when images or labels were left
+    out (named on stderr and in metrics.json), 2 when none could be scored."""
     from leanvision.data.labelled import load_labelled_set
     from leanvision.training.checkpoint import model_from_checkpoint
     from leanvision.training.tasks import adapter_for
@@ -39,13 +52,24 @@ def val(
     labelled = load_labelled_set(data, card)
     for issue in labelled.issues:
         console.print(f"[yellow]warning[/]: {issue} (left out)", markup=True, highlight=False)
-    with progress_bar(f"val {data}") as update:
-        report = adapter_for(card.task).validate(model, labelled, card, batch_size=batch_size, progress=update,
-                                                 out_dir=target)
-    for line in report.lines:
-        out.print(line, markup=False, highlight=False)
-    if json_flag:
+    with json_result(json_out) as emit:
+        with progress_bar(f"val {data}") as update:
+            report = adapter_for(card.task).validate(model, labelled, card, batch_size=batch_size, progress=update,
+                                                     out_dir=target)
+        for line in report.lines:
+            out.print(line, markup=False, highlight=False)
         result = {"checkpoint": str(ckpt), "data": str(data), "input_size": [card.input.height, card.input.width],
-                  **report.json}
+                  "left_out": [str(issue) for issue in labelled.issues], **report.json}
         emit_json(result, target / "metrics.json")
-        out.print(f"metrics JSON: {target / 'metrics.json'}")
+        out.print(f"metrics JSON: {target / 'metrics.json'}", markup=False, highlight=False)
+        emit(result)
+    undecoded = report.json.get("skipped", [])
+    skipped = [(issue.path, issue.reason) for issue in labelled.issues] + [_split(text) for text in undecoded]
+    finish_batch(skipped, done=len(labelled.files) - len(undecoded), noun="item",
+                 listed_in=target / "metrics.json")
+
+
+def _split(issue: str) -> tuple[str, str]:
+    """"path: reason" (an `Issue` as text, as `Validation.json` keeps it) -> (path, reason)."""
+    path, _, reason = issue.partition(": ")
+    return path, reason
