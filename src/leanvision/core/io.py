@@ -1,10 +1,18 @@
-"""Atomic file writes: a temp file in the same directory, then rename over the target."""
+"""Atomic file writes: a temp file in the same directory, then rename over the target.
+
+A process killed with SIGKILL cannot clean up: what it leaves is a hidden temp file
+(`.NAME.XXXXXXXX.tmpSUFFIX`) or staging directory beside the target, never a half target.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import glob
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +40,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files `atomic_path(path)` left when its writer was killed; return them.
+
+    Only for a file this process alone writes (e.g. a run directory's checkpoints): a temp
+    file of another writer still at work would be removed from under it.
+    """
+    target = Path(path)
+    pattern = f".{glob.escape(target.stem)}.{'?' * 8}.tmp{glob.escape(target.suffix)}"
+    removed = []
+    for stale in sorted(target.parent.glob(pattern)):
+        stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -41,12 +64,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system
+    or the file system cannot. The standard library has no renameat2."""
+    if sys.platform != "linux":
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
 def replace_dir(staging: Path, out: Path) -> None:
     """Move a finished `staging` directory (a sibling of `out`) to `out`, replacing any
-    previous `out` whole: readers see the old directory or the new one, never a mix."""
+    previous `out` whole: readers see the old directory or the new one, never a mix.
+
+    On Linux the two are exchanged in one atomic step, so even a process killed here leaves
+    `out` complete (old or new; the old one then sits in `staging`, which the caller removes).
+    Elsewhere the old `out` is moved aside first: a kill between the two renames leaves it in
+    a hidden `.OUT.*.old` sibling and no `out`.
+    """
     os.chmod(staging, 0o755)  # mkdtemp makes 0700; a model directory is meant to be shared
     if not out.exists():
         os.replace(staging, out)
+        return
+    if _exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
     os.replace(out, old / out.name)

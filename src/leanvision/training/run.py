@@ -24,8 +24,15 @@ import torch
 from torch import nn
 
 from leanvision.core import ConfigError, ModelCard, ModelError, Task
+from leanvision.core.io import remove_stale_temps
 from leanvision.data.formats import Issue
-from leanvision.training.checkpoint import LAST, load_checkpoint, resolve_checkpoint, restore_rng
+from leanvision.training.checkpoint import (
+    BEST,
+    LAST,
+    load_checkpoint,
+    resolve_checkpoint,
+    restore_rng,
+)
 from leanvision.training.config import TrainConfig
 from leanvision.training.data import TrainData
 from leanvision.training.hooks import (
@@ -40,6 +47,7 @@ from leanvision.training.hooks import (
     ProgressHook,
     TimeBudgetHook,
 )
+from leanvision.training.hooks.metrics_log import CSV, JSONL
 from leanvision.training.hooks.precise_bn import update_bn_stats
 from leanvision.training.loop import Batch, HookBase, Trainer, normalize
 from leanvision.training.optim import build_optimizer
@@ -49,6 +57,7 @@ from leanvision.training.tasks import TaskAdapter, adapter_for, data_task, recip
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+RUN_FILES = (CONFIG_FILE, LAST, BEST, JSONL, CSV)  # what a run writes (each atomically)
 
 ModelFactory = Callable[[int], nn.Module]
 
@@ -262,6 +271,8 @@ def train(
             _resume_state(trainer, checkpoint, checkpoint_path, config.schedule.epochs)
             logger.info("resuming %s at epoch %d", checkpoint_path, trainer.epoch + 1)
         run_dir.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:  # what a run killed while writing them left (kill -9 cannot clean up)
+            remove_stale_temps(run_dir / name)
         config.to_yaml(run_dir / CONFIG_FILE)
         trainer.train(trainer.epoch, trainer.max_epochs)
     return _result(trainer, run_dir, data)

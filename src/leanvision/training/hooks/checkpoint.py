@@ -3,7 +3,10 @@
 
 Both are written atomically (temp file + rename), and only at the end of an epoch, never
 after a failed step: when training stops on a NaN loss, the files on disk are the last good
-state. `best.pt` is a copy of the `last.pt` of the best epoch.
+state. `best.pt` is a copy of the `last.pt` of the best epoch, written first: a process
+killed between the two leaves `last.pt` at the epoch before, whose resume replays the best
+epoch and writes both again. (The other order would leave a `last.pt` that records the new
+best epoch beside a `best.pt` of an older one, and no later epoch would fix it.)
 """
 
 from __future__ import annotations
@@ -113,12 +116,14 @@ class CheckpointHook(HookBase):
         final = trainer.epoch + 1 >= trainer.max_epochs or trainer.stop_requested
         if not (improved or final or (trainer.epoch + 1) % self.period == 0):
             return
-        save_checkpoint(self.last_path, self._payload(metrics))
-        if improved:
-            with atomic_path(self.best_path) as tmp:
-                shutil.copyfile(self.last_path, tmp)
-            logger.info("epoch %d: val %s %.4f, best so far -> %s", trainer.epoch + 1, self.metric, self.best,
-                        self.best_path)
+        if not improved:
+            save_checkpoint(self.last_path, self._payload(metrics))
+            return
+        save_checkpoint(self.best_path, self._payload(metrics))
+        with atomic_path(self.last_path) as tmp:
+            shutil.copyfile(self.best_path, tmp)
+        logger.info("epoch %d: val %s %.4f, best so far -> %s", trainer.epoch + 1, self.metric, self.best,
+                    self.best_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
