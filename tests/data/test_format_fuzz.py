@@ -34,7 +34,7 @@ from leanvision.data.formats.classification import write_imagefolder
 from leanvision.data.formats.counting import write_points_csv, write_points_json
 from leanvision.data.formats.segmentation import SegmentationSet, write_classes
 
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 IMAGES = ("a.png", "b.png")
 
