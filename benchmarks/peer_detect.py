@@ -171,7 +171,7 @@ def _yolo_layout(data: Path, out: Path) -> Path:
         return yaml
     classes: tuple[str, ...] = ()
     for split in ("train", "val"):
-        dataset = convert_detection(data / split, out / split, Format.YOLO)  # hard links the images
+        dataset = convert_detection(data / split, out / split, Format.YOLO).written  # hard links the images
         classes = classes or dataset.classes
         if dataset.classes != classes:
             raise SystemExit(f"train and val classes differ: {classes} vs {dataset.classes}")
