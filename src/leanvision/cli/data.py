@@ -9,6 +9,7 @@ import typer
 
 from leanvision.cli.ui import console, json_result, out, progress_bar
 from leanvision.core import ConfigError, DataError, Task
+from leanvision.core.errors import plural
 
 
 class DetectionFormat(enum.StrEnum):
@@ -46,7 +47,7 @@ def synth(
                                  large_images=large_images, large_size=large_size, overwrite=overwrite,
                                  progress=lambda stage, done, total: update(done, total, stage))
         for split, info in summary["splits"].items():
-            out.print(f"{out_dir / split}: {_plural(info['images'], 'image')}, {_plural(info['objects'], 'object')}")
+            out.print(f"{out_dir / split}: {plural(info['images'], 'image')}, {plural(info['objects'], 'object')}")
         emit(summary)
 
 
@@ -65,22 +66,18 @@ def convert(
     for issue in result.dropped:
         console.print(f"left out: {issue}", markup=False, highlight=False, soft_wrap=True)
     for flag, count in result.unheld.items():
-        console.print(f"left out: {_plural(count, f'{flag} box', f'{flag} boxes')}: {to} cannot mark them",
+        console.print(f"left out: {plural(count, f'{flag} box', f'{flag} boxes')}: {to} cannot mark them",
                       markup=False, highlight=False, soft_wrap=True)
     written = result.written
-    out.print(f"{dst}: {_plural(len(written.images), 'image')}, {_plural(written.num_objects, 'object')} as {to}",
+    out.print(f"{dst}: {plural(len(written.images), 'image')}, {plural(written.num_objects, 'object')} as {to}",
               markup=False, highlight=False)
     if result.dropped:
-        out.print(f"left out: {_plural(result.dropped_images, 'image')}, {_plural(result.dropped_objects, 'object')} "
-                  f"({_plural(len(result.dropped), 'problem')}, listed above)", markup=False, highlight=False)
+        out.print(f"left out: {plural(result.dropped_images, 'image')}, {plural(result.dropped_objects, 'object')} "
+                  f"({plural(len(result.dropped), 'problem')}, listed above)", markup=False, highlight=False)
         raise typer.Exit(1)
 
 
 _NOUNS = {"objects": ("object", "objects"), "people": ("person", "people")}
-
-
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 @app.command()
@@ -97,8 +94,8 @@ def check(
             reports = run_check(path, workers=workers, progress=update)
         problems = 0
         for report in reports:
-            out.print(f"{report.path} ({report.format}, {report.task}): {_plural(report.images, 'image')}, "
-                      f"{_plural(report.objects, 'object')}, {_plural(len(report.issues), 'problem')}")
+            out.print(f"{report.path} ({report.format}, {report.task}): {plural(report.images, 'image')}, "
+                      f"{plural(report.objects, 'object')}, {plural(len(report.issues), 'problem')}")
             for issue in report.issues:
                 out.print(f"  {issue}", markup=False, highlight=False)
             problems += len(report.issues)
@@ -118,8 +115,8 @@ def stats(
     result = dataset_stats(path, out_dir)
     for name, s in result.items():
         noun = next((n for n in ("objects", "people") if n in s), None)
-        counted = _plural(s[noun], *_NOUNS[noun]) if noun else _plural(s["images"], "item")
-        out.print(f"{name} ({s['task']}, {s['format']}): {_plural(s['images'], 'image')}, {counted}; "
+        counted = plural(s[noun], *_NOUNS[noun]) if noun else plural(s["images"], "item")
+        out.print(f"{name} ({s['task']}, {s['format']}): {plural(s['images'], 'image')}, {counted}; "
                   f"plots: {', '.join(s['plots'])}", markup=False, highlight=False)
     out.print(f"wrote {out_dir / 'stats.json'}")
 

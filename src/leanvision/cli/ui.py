@@ -33,7 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from leanvision.core.errors import DataError
+from leanvision.core.errors import DataError, plural
 from leanvision.core.io import atomic_write_text
 
 console = Console(stderr=True)
@@ -118,8 +118,7 @@ def skip_account(skipped: Sequence[tuple[object, str]], *, noun: str, total: int
     `skipped`: (file, reason) pairs; `total`: how many there were; `listed_in`: a file
     listing them all.
     """
-    plural = noun if (len(skipped) if total is None else total) == 1 else f"{noun}s"
-    head = f"{len(skipped)} of {total} {plural}" if total is not None else f"{len(skipped)} {plural}"
+    head = f"{len(skipped)} of {plural(total, noun)}" if total is not None else plural(len(skipped), noun)
     shown = "; ".join(f"{path}: {' '.join(str(reason).split())}" for path, reason in skipped[:SHOWN_SKIPPED])
     rest = len(skipped) - SHOWN_SKIPPED
     more = f"; and {rest} more" if rest > 0 else ""

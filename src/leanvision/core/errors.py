@@ -79,6 +79,11 @@ _PLAIN_WORDS: tuple[tuple[str, str], ...] = (
 )
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 image', '2 images', '0 people' (`many` for irregular plurals)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def plain_reason(text: str) -> str | None:
     """What a decoding library's message means for the user, or None if it is not one we know.
 

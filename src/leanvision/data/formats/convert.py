@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from leanvision.core import DataError
+from leanvision.core.errors import plural
 from leanvision.core.io import atomic_write_text, replace_dir, staging_dir
 from leanvision.data.formats.common import Format, Issue
 from leanvision.data.formats.detection import DetectionSet, ImageRecord
@@ -127,8 +128,7 @@ def write_conversion(dataset: DetectionSet, src: Path, dst: Path, fmt: Format, *
     """
     clean, dropped = clean_part(dataset)
     if dropped and not skip_bad:
-        count = f"{len(dropped)} problem{'s' if len(dropped) != 1 else ''}"
-        raise DataError(f"the source has {count}, nothing written (first: {_one_line(dropped[0])}); "
+        raise DataError(f"the source has {plural(len(dropped), 'problem')}, nothing written (first: {_one_line(dropped[0])}); "
                         f"`leanvision data check` lists them, --skip-bad converts the clean part", path=src)
     _check_destination(src, dst)
     unheld = {flag: int(sum(getattr(r, flag).sum() for r in clean.images)) for flag in _UNHELD_FLAGS[fmt]}
