@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import console, json_result, out, progress_bar
+from leanvision.cli.ui import console, json_option, json_result, out, progress_bar
 from leanvision.core import ConfigError, DataError, Task
 from leanvision.core.errors import plural
 
@@ -22,7 +22,6 @@ class DetectionFormat(enum.StrEnum):
 
 app = typer.Typer(help="Datasets: synth, convert, check, stats, anchors, preview.", no_args_is_help=True)
 
-JSON_OPTION = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-': only the JSON on stdout).")
 
 
 @app.command()
@@ -36,7 +35,7 @@ def synth(
     large_images: int | None = typer.Option(None, "--large-images", help="count: large crowd images (default 3)."),
     large_size: int = typer.Option(3072, "--large-size", help="count: long side of the large images."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace dataset folders not written by synth."),
-    json_out: Path | None = JSON_OPTION,
+    json_out: Path | None = json_option(),
 ) -> None:
     """Write a deterministic synthetic dataset for TASK under OUT."""
     from leanvision.data.synth import synthesize
@@ -84,7 +83,7 @@ _NOUNS = {"objects": ("object", "objects"), "people": ("person", "people")}
 def check(
     path: Path = typer.Argument(..., help="A dataset, or a folder of datasets (train/, val/, ...)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
-    json_out: Path | None = JSON_OPTION,
+    json_out: Path | None = json_option(),
 ) -> None:
     """Report every problem in a dataset (exit 1 if any): images, labels, boxes, sizes."""
     from leanvision.data.check import check as run_check
@@ -126,7 +125,7 @@ def anchors(
     path: Path = typer.Argument(..., help="A detection dataset (COCO, VOC or YOLO): the training set."),
     recipe: str | None = typer.Option(None, "--recipe", help="A training recipe (YAML or a shipped name): its input size, resize mode and scale say how large the boxes are in training, its model's anchors are the ones checked. Default: boxes at their own size, torchvision's anchors."),
     threshold: float = typer.Option(0.5, "--iou", min=0.05, max=0.95, help="IoU a positive anchor needs (RetinaNet's fg_iou_threshold)."),
-    json_out: Path | None = JSON_OPTION,
+    json_out: Path | None = json_option(),
 ) -> None:
     """Share of boxes, per class, that an anchor reaches at IoU >= --iou with the recipe's anchors
     and with anchors fitted to the boxes (k-means ratios, one size factor); prints the fitted

@@ -59,9 +59,7 @@ _GROUPS = {
 }
 
 
-def _options(**flags):
-    from leanvision.compression.quantize import QuantizeOptions
-
+def _options(**flags) -> QuantizeOptions:
     groups: dict[str, dict] = {}
     for flag, value in flags.items():
         if value is not None:
