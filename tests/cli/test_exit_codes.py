@@ -111,9 +111,9 @@ def test_val_on_a_clean_set_exits_0(checkpoint, tmp_path):
     assert "mAP@0.5" in stdout and (tmp_path / "o" / "metrics.json").is_file()
 
 
-def test_quantize_with_an_unreadable_calibration_image_exits_1_and_json_stays_clean(model_dir, tmp_path):
-    """The model is written, calibrated on the readable images; exit 1 names the skipped file;
-    with `--json -` stdout is the report alone."""
+def test_quantize_with_unreadable_calibration_and_val_images_exits_1_and_json_stays_clean(model_dir, tmp_path):
+    """The model is written, calibrated and scored on the readable images; exit 1 names both
+    skipped files; with `--json -` stdout is the report alone."""
     from leanvision.core import Detections
     from leanvision.data.formats import DetectionSet, Format, ImageRecord, write_detection
 
@@ -121,10 +121,16 @@ def test_quantize_with_an_unreadable_calibration_image_exits_1_and_json_stays_cl
     records = [ImageRecord(p.name, 260, 240, Detections.from_boxes(np.array([[10, 10, 60, 70]], np.float32), [0]), i)
                for i, p in enumerate(sorted(calib.glob("good_*.png")), start=1)]
     write_detection(DetectionSet(("class0", "class1"), records, calib), tmp_path / "val", Format.COCO, copy_images=True)
+    (broken_val,) = tmp_path.glob("val/**/good_1.png")
+    broken_val.unlink()  # a link to the calibration image: replaced, not written through
+    broken_val.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     code, stdout, stderr = run_cli(["quantize", str(model_dir), "--calib", str(calib), "--val", str(tmp_path / "val"),
                                     "--backend", "onnxruntime", "--out", str(tmp_path / "int8"), "--bench-seconds", "0",
                                     "--json", "-"])
     line = _account(code, stderr)
-    assert "1 of 4 calibration images skipped" in line and "zz_broken.png: not an image file" in line
+    assert "2 of 7 images skipped" in line and "zz_broken.png: not an image file" in line and "good_1.png" in line
     report = json.loads(stdout)
     assert report["calibration"]["skipped"] and (tmp_path / "int8" / "model.onnx").is_file()
+    assert [text.split(": ")[0] for text in report["validation"]["skipped"]] == [str(broken_val)]
+    assert report["validation"] | {"skipped": None} == {"source": str(tmp_path / "val"), "images": 2, "files": 3,
+                                                        "objects": 3, "skipped": None}

@@ -96,3 +96,22 @@ def test_an_atomic_file_is_old_or_new_and_its_leftover_temp_file_is_removable(tm
         assert sorted(os.listdir(root)) == ["metrics.jsonl"]
 
     assert _kill_at_every_step(tmp_path, "file", prepare, check) >= 2
+
+
+def test_a_dead_writers_staging_directory_is_removed_and_a_live_ones_kept(tmp_path):
+    from leanvision.core.io import remove_stale_staging, staging_dir
+
+    out = tmp_path / "model"
+    dead = tmp_path / ".model.abcd1234.tmp"  # as a killed run leaves it: nobody holds its lock
+    (dead / "sub").mkdir(parents=True)
+    unrelated = [tmp_path / ".model.tmp", tmp_path / ".other.abcd1234.tmp", tmp_path / ".model.abcd1234.old"]
+    for path in unrelated:
+        path.mkdir()
+    with staging_dir(out) as live:
+        assert live.is_dir() and not dead.exists()
+        assert remove_stale_staging(out) == [] and live.is_dir()  # another writer's sweep keeps it
+        with staging_dir(out) as second:  # two writers of one output at once each keep their own
+            assert second != live and live.is_dir()
+        assert not second.exists()
+    assert not live.exists()
+    assert sorted(tmp_path.iterdir()) == sorted(unrelated)

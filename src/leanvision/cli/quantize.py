@@ -5,9 +5,9 @@ The work is `leanvision.compression.quantize.quantize`; this command parses the 
 every layer INT8 and the saved model, throughput side by side on this CPU, the layers kept
 in FP32, and every warning (INT8 not faster, budget not reached, bf16 unavailable).
 
-Exit codes: 0; 1 when calibration images could not be read and were skipped (the model is
-written, calibrated on the others; the files are named in a one-line account on stderr and
-in quant_report.json): a batch that skipped items exits 1, as `predict` and `val` do, so a
+Exit codes: 0; 1 when calibration or validation images could not be read and were skipped
+(the model is written, calibrated and scored on the others; the files are named in a
+one-line account on stderr and in quant_report.json): a batch that skipped items exits 1, as `predict` and `val` do, so a
 script notices a calibration smaller than asked; 2 on bad input.
 
 The option defaults shown in `--help` are `QuantizeOptions`' own.
@@ -96,7 +96,7 @@ def quantize(
 ) -> None:
     """Quantize MODEL_DIR to INT8 (or mixed INT8/FP32 under --max-drop), measured on --val and on this CPU.
 
-    Exit code 1 when calibration images could not be read (skipped, named on stderr and in the report).
+    Exit code 1 when calibration or validation images could not be read (skipped, named on stderr and in the report).
     """
     from leanvision.compression.quantize import quantize as run_quantize
 
@@ -111,10 +111,11 @@ def quantize(
                                   progress=lambda stage, done, total: update(done, total, stage))
         _print(result)
         emit(result.report)
-    calibration = result.report.get("calibration", {})
-    skipped = [_split(text) for text in calibration.get("skipped", [])]
-    finish_batch(skipped, done=max(1, calibration.get("files", 0) - len(skipped)), noun="calibration image",
-                 total=calibration.get("files"), listed_in=result.out / "quant_report.json")
+    calibration, validation = result.report["calibration"], result.report["validation"]
+    skipped = [_split(text) for text in calibration["skipped"] + validation["skipped"]]
+    total = calibration["files"] + validation["files"]
+    finish_batch(skipped, done=max(1, total - len(skipped)), noun="image", total=total,
+                 listed_in=result.out / "quant_report.json")
 
 
 def _warn_fraction_like(max_drop: float | None, model_dir: Path) -> None:

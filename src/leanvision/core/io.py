@@ -2,6 +2,8 @@
 
 A process killed with SIGKILL cannot clean up: what it leaves is a hidden temp file
 (`.NAME.XXXXXXXX.tmpSUFFIX`) or staging directory beside the target, never a half target.
+The next writer of the same directory removes staging directories whose writer died (a
+flock tells a dead writer from a live one); run directories remove their stale temp files.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import glob
 import os
 import shutil
@@ -126,11 +129,70 @@ def check_output_dir(out: Path, *, allowed: frozenset[str], what: str) -> None:
         raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}", path=out) from None
 
 
-def staging_dir(out: Path) -> Path:
-    """A new hidden sibling directory of `out` to build it in (then `replace_dir(staging, out)`)."""
+_STAGING_SUFFIX = ".tmp"
+_NEW_SUFFIX = ".new"
+
+
+def _try_lock(folder: Path) -> int | None:
+    """An fd holding an exclusive flock on `folder`, or None if a live process holds it (or
+    it vanished). The kernel drops the lock when its holder dies, even by SIGKILL."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Delete the staging siblings of `out` whose writer has died (killed mid-write); return them.
+
+    A live writer holds a lock on its staging directory, so another `export`, `quantize` or
+    `convert` writing the same `out` at the same time keeps its own.
+    """
+    removed = []
+    pattern = f".{glob.escape(out.name)}.{'?' * 8}{_STAGING_SUFFIX}"
+    for stale in sorted(out.parent.glob(pattern)):
+        fd = _try_lock(stale)
+        if fd is None:
+            continue
+        try:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            os.close(fd)
+        removed.append(stale)
+    return removed
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A new hidden sibling directory of `out` to build it in (then `replace_dir(staging, out)`
+    inside the block); removed when the block ends, committed or not.
+
+    It is locked while this process lives, and staging siblings left by writers that were
+    killed are removed first: a killed run leaves nothing behind after the next one.
+    """
     from leanvision.core.errors import ConfigError
 
+    remove_stale_staging(out)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=_NEW_SUFFIX, dir=out.parent))
     except OSError as exc:
         raise ConfigError(f"cannot write the output directory: {exc.strerror or exc}", path=out) from None
+    fd = _try_lock(fresh)
+    if fd is None:  # only a file system without flock gets here
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise ConfigError("cannot lock a staging directory beside the output", path=out)
+    # Named *.tmp only once locked, so a sweeper never takes a directory still being set up.
+    staging = fresh.with_name(fresh.name[: -len(_NEW_SUFFIX)] + _STAGING_SUFFIX)
+    try:
+        os.rename(fresh, staging)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
+        os.close(fd)

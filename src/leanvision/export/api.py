@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -247,11 +246,8 @@ def export_model(
     card = card.replace(provenance=provenance(job.checkpoint, exporter="torch.onnx dynamo", extra={
         "format": job.format.value, "with_nms": str(with_nms).lower()}))
     timings["load"] = time.perf_counter() - start
-    staging = staging_dir(out)
-    try:
+    with staging_dir(out) as staging:
         card, report = _write(job, model, card, staging, timings)
         replace_dir(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     timings["total"] = time.perf_counter() - start
     return ExportResult(out, tuple(sorted(out.iterdir())), card, report, timings)

@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,7 +55,7 @@ from leanvision.compression.quantize.workspace import (
     quantized_card,
 )
 from leanvision.core.card import CARD_FILENAME, ModelCard
-from leanvision.core.errors import ConfigError, ModelError
+from leanvision.core.errors import ConfigError, ModelError, plural
 from leanvision.core.io import replace_dir, staging_dir
 from leanvision.runtime import Backend, PrecisionHint, load_predictor
 from leanvision.runtime.engines.base import as_backend
@@ -244,6 +243,9 @@ def _choose(job: _Job) -> list[int]:
                  f"{options.size}: calibrating on {len(chosen)}")
     if job.calib.skipped:
         job.warn(f"{len(job.calib.skipped)} calibration files could not be read and were skipped")
+    if job.val.skipped:
+        job.warn(f"{plural(len(job.val.skipped), 'validation image')} could not be read and "
+                 f"{'was' if len(job.val.skipped) == 1 else 'were'} left out of every score")
     return chosen
 
 
@@ -458,9 +460,7 @@ def quantize(
 
 
 def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> QuantizeResult:
-    staging = staging_dir(job.out)
-    scratch = staging.parent / f"{staging.name}.int8all"
-    try:
+    with staging_dir(job.out) as staging, staging_dir(job.out) as scratch:
         files = job.adapter.save(measured.final, staging)
         job.adapter.save(measured.int8_all, scratch)
         paths = {"FP32": find_model_file(job.model_dir, job.backend),
@@ -472,9 +472,6 @@ def _write(job: _Job, measured: _Measured, precision: PrecisionHint) -> Quantize
         card.save(staging / CARD_FILENAME)
         reporting.write_reports(staging, report, measured.sensitivity)
         replace_dir(staging, job.out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     return QuantizeResult(
         job.out, tuple(sorted(job.out.iterdir())), card, job.val.metric, measured.fp32_score,
         measured.int8_all_score, measured.final_score, measured.drop(measured.final_score),
@@ -526,7 +523,8 @@ def _report(job: _Job, measured: _Measured, precision: PrecisionHint, speeds: li
         "fallback": {"requested": job.options.budget.fallback.value, "used": precision.value, "bf16_available": job.cpu.bf16},
         "metric": job.val.metric.to_dict(),
         "validation": {"source": str(job.val.source), "images": len(job.val),
-                       "objects": job.val.objects},
+                       "files": len(job.val) + len(job.val.skipped), "objects": job.val.objects,
+                       "skipped": [f"{file}: {why}" for file, why in job.val.skipped]},
         "calibration": _calibration_facts(job),
         "models": _model_rows(job, measured, precision, speeds),
         "throughput": [s.to_dict() for s in speeds],

@@ -23,7 +23,7 @@ import numpy as np
 
 from leanvision.compression.quantize.calibration import is_grayscale
 from leanvision.core.card import ModelCard
-from leanvision.core.errors import DataError
+from leanvision.core.errors import DataError, plural
 from leanvision.core.protocols import Prepared
 from leanvision.data.labelled import load_labelled_set
 
@@ -71,6 +71,7 @@ class ValidationSet:
     Args:
         source: the dataset directory.
         files: image files (readable ones only).
+        skipped: (file, reason) of the images left out because they do not decode.
         metric: what `score` returns.
         objects: labelled objects in the set (boxes or points), for the report.
         prepare: list of files -> `Prepared` (the predictor's reader and preprocess).
@@ -81,8 +82,10 @@ class ValidationSet:
 
     def __init__(self, source: Path, files: Sequence[Path], metric: Metric, objects: int, *,
                  prepare: Callable[[list[Path]], Prepared], postprocess: Postprocess,
-                 scorer: Callable[[list[Any]], Mapping[str, float]]) -> None:
+                 scorer: Callable[[list[Any]], Mapping[str, float]],
+                 skipped: Sequence[tuple[Path, str]] = ()) -> None:
         self.source = source
+        self.skipped = list(skipped)
         self.files = list(files)
         self.metric = metric
         self.objects = objects
@@ -130,18 +133,20 @@ class _Readable:
     files: list[Path]
     truth: list[Any]
     sizes: list[tuple[int, int]]
+    skipped: list[tuple[Path, str]]
 
 
 def _readable(path: Path, files: Sequence[Path], truth: Sequence[Any],
               reader: Callable[[Path], np.ndarray]) -> _Readable:
     """The images that decode (others warned about and left out), checked for colour."""
-    kept = _Readable([], [], [])
+    kept = _Readable([], [], [], [])
     gray = 0
     for file, target in zip(files, truth, strict=True):
         try:
             image = reader(file)
         except DataError as exc:
             logger.warning("skipping validation image %s: %s", file, exc.message)
+            kept.skipped.append((file, exc.message))
             continue
         if is_grayscale(file):
             gray += 1
@@ -150,7 +155,8 @@ def _readable(path: Path, files: Sequence[Path], truth: Sequence[Any],
         kept.truth.append(target)
         kept.sizes.append((int(image.shape[1]), int(image.shape[0])))
     if not kept.files:
-        raise DataError("no readable image in the validation set", path=path)
+        raise DataError(f"no readable image in the validation set ({plural(len(kept.skipped), 'unreadable file')})",
+                        path=path)
     if gray == len(kept.files):
         raise DataError(f"all {gray} validation images are grayscale but the model takes colour (RGB) input",
                         path=path)
@@ -176,4 +182,5 @@ def load_validation_set(path: Path, card: ModelCard, *, reader: Callable[[Path],
         return preprocess([reader(f) for f in batch_files])
 
     return ValidationSet(path, data.files, METRICS[labelled.metric], labelled.objects, prepare=prepare,
-                         postprocess=postprocess, scorer=labelled.make_scorer(data.truth, data.sizes))
+                         postprocess=postprocess, scorer=labelled.make_scorer(data.truth, data.sizes),
+                         skipped=data.skipped)

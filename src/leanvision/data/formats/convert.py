@@ -12,7 +12,6 @@ a DST holding anything but a previous conversion is refused.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -133,8 +132,7 @@ def write_conversion(dataset: DetectionSet, src: Path, dst: Path, fmt: Format, *
     _check_destination(src, dst)
     unheld = {flag: int(sum(getattr(r, flag).sum() for r in clean.images)) for flag in _UNHELD_FLAGS[fmt]}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(dst)
-    try:
+    with staging_dir(dst) as staging:
         write(clean, staging, fmt)
         written = clean.replace(images=[r.select(~_unheld_mask(r, fmt)) for r in clean.images])
         atomic_write_text(staging / MARKER, json.dumps({
@@ -142,9 +140,6 @@ def write_conversion(dataset: DetectionSet, src: Path, dst: Path, fmt: Format, *
             "objects": written.num_objects, "left_out": [str(i) for i in dropped],
         }, indent=2) + "\n")
         replace_dir(staging, dst)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Conversion(written, dropped, {k: v for k, v in unheld.items() if v})
 
 
