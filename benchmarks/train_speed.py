@@ -37,6 +37,20 @@ CASES: dict[str, tuple[str, dict, bool, bool]] = {
     "effl0_nhwc_frozen5": ("retinanet_effl0_slim", {"trainable_backbone_layers": 5}, True, False),
     "effl0_nhwc_frozen5_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 5}, True, True),
     "effl0_nhwc_frozen4_head2": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2}, True, False),
+    "effl0_nhwc_frozen3_head2": ("retinanet_effl0_slim", {"trainable_backbone_layers": 3, "head_convs": 2}, True, False),
+    "effl0_nhwc_frozen4_head2_fbn": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
+                                                              "frozen_bn": True}, True, False),
+    "effl0_nhwc_frozen4_head2_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
+                                                                "fpn_channels": 64}, True, False),
+    "effl0_nhwc_frozen4_head1": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1}, True, False),
+    "effl0_nhwc_frozen4_head2_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2}, True,
+                                      True),
+    "effl0_nhwc_frozen3_head2_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 3, "head_convs": 2}, True,
+                                      True),
+    "effl0_nhwc_frozen4_head1_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1}, True,
+                                      True),
+    "effl0_nhwc_frozen4_head2_fbn_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
+                                                                   "frozen_bn": True}, True, True),
 }
 # Profiler op name -> category of the breakdown (anything else: "other").
 CATEGORIES = {
