@@ -43,6 +43,8 @@ CASES: dict[str, tuple[str, dict, bool, bool]] = {
     "effl0_nhwc_frozen4_head2_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
                                                                 "fpn_channels": 64}, True, False),
     "effl0_nhwc_frozen4_head1": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1}, True, False),
+    "effl0_nhwc_frozen4_head2_unfolded": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
+                                                                   "fold": False}, True, False),
     "effl0_nhwc_frozen4_head2_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2}, True,
                                       True),
     "effl0_nhwc_frozen3_head2_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 3, "head_convs": 2}, True,
@@ -104,7 +106,13 @@ def run_case(name: str, *, size: tuple[int, int], batch: int, steps: int, warmup
     model_name, overrides, nhwc, bf16 = CASES[name]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    overrides = dict(overrides)
+    folded = overrides.pop("fold", True)
     model = create_model(model_name, num_classes=3, **overrides).train()
+    if not folded:  # the step as it was before `models.fold`
+        from leanvision.models.fold import unfold
+
+        unfold(model)
     card = model.card(class_names=["a", "b", "c"], input_size=size)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     trainer = Trainer(model, [], optimizer, mean=card.input.mean, std=card.input.std, channels_last=nhwc)

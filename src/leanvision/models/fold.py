@@ -110,11 +110,20 @@ def fold_frozen_norms(module: nn.Module, *, probe_size: int = 64) -> int:
     got = _probe(module, probe)
     if all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(expected, got, strict=True)):
         return len(pairs)
-    for conv, norm in pairs:
-        conv.__class__ = next(k for k, v in _CONVS.items() if v is type(conv))
-        del conv._fold_norm
-        norm.__class__ = next(k for k, v in _NORMS.items() if v is type(norm))
+    unfold(module)
     return 0
+
+
+def unfold(module: nn.Module) -> int:
+    """Undo every fold in `module` (its layers run as two again); returns how many."""
+    originals = {folded: original for original, folded in (*_CONVS.items(), *_NORMS.items())}
+    undone = 0
+    for part in module.modules():
+        if type(part) in originals:
+            undone += isinstance(part, _Folded)
+            part.__class__ = originals[type(part)]
+            part.__dict__.pop("_fold_norm", None)
+    return undone
 
 
 def _probe(module: nn.Module, probe: torch.Tensor) -> list[torch.Tensor]:
