@@ -66,6 +66,49 @@ def training_box_shapes(train_set: DetectionSet, data_options: DataOptions,
                       scale=data_options.scale)
 
 
+# A class whose median box side is below this at the training scale spans under two cells of
+# the finest (stride-8) level: the real blood-cell set's 20-30 px platelets at S0's scale 0.5.
+SMALL_BOX_PX = 12.0
+# Below this share of image in a training window (the rest padding), the recipe's crop does
+# not suit the data: S0's 800 px windows hold 48 % of a 640x480 photo.
+MIN_WINDOW_COVER = 0.6
+
+
+def scale_warnings(train_set: DetectionSet, data_options: DataOptions, augment: AugmentOptions) -> list[str]:
+    """What the recipe's scale does to this data that a user should know before training: a
+    class whose boxes become tiny, and crop windows much larger than the images (S0's 800 px
+    windows at scale 0.5 suit large slides, not 640x480 photos)."""
+    import numpy as np
+
+    warnings = []
+    boxes, labels = training_box_shapes(train_set, data_options, augment)
+    sides = np.sqrt(np.prod(boxes, axis=1)) if len(boxes) else np.zeros(0)
+    scale = _training_scale(data_options, augment)
+    for index, name in enumerate(train_set.classes):
+        mine = sides[labels == index]
+        if len(mine) and float(np.median(mine)) < SMALL_BOX_PX:
+            warnings.append(f"class '{name}': its boxes are {np.median(mine):.0f} px (median side) at the training "
+                            f"scale {scale:g}, too small for the finest feature level to tell apart; for a set of "
+                            "small images train at scale 1 (data.scale=1 and, with online_crop_resize, crop = size)")
+    crops = [int(step.get("crop", 1600)) for step in augment.steps if step.get("op") == "online_crop_resize"]
+    if crops and train_set.images:
+        longest = float(np.median([max(r.width, r.height) for r in train_set.images]))
+        covered = float(np.median([min(r.width, crops[0]) * min(r.height, crops[0]) for r in train_set.images]))
+        covered /= crops[0] ** 2
+        if covered < MIN_WINDOW_COVER:
+            warnings.append(f"online_crop_resize cuts {crops[0]} px windows from images of {longest:.0f} px (median "
+                            f"longest side): about {1 - covered:.0%} of each training input is padding; set its crop "
+                            "near the image size (and size = crop x data.scale)")
+    return warnings
+
+
+def _training_scale(data_options: DataOptions, augment: AugmentOptions) -> float:
+    from leanvision.data.augment import build_augmentation
+
+    fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+    return fixed if fixed != 1.0 else (data_options.scale or 1.0)
+
+
 class DetectAdapter:
     """The detection task (see `tasks.base.TaskAdapter`)."""
 
@@ -91,7 +134,10 @@ class DetectAdapter:
     def model_overrides(self, model: nn.Module, options: ModelOptions, data: TrainData,
                         data_options: DataOptions, augment: AugmentOptions) -> dict[str, Any]:
         """With `auto_anchors`, anchors fitted to the training boxes when the model's reach too
-        few of them at the matcher's foreground IoU (see `ModelOptions.auto_anchors`)."""
+        few of them at the matcher's foreground IoU (see `ModelOptions.auto_anchors`). Warns
+        first when the recipe's scale leaves a class tiny or its inputs mostly padding."""
+        for warning in scale_warnings(data.train, data_options, augment):
+            logger.warning(warning)
         ratios = {tuple(r) for r in getattr(model, "aspect_ratios", ())}
         if not options.auto_anchors or "anchor_sizes" in options.overrides or len(ratios) != 1:
             return {}

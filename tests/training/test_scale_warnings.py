@@ -1,0 +1,44 @@
+"""The warnings a detection run gives before training when the recipe's scale does not suit
+the data: S0's recipe (800 px windows at scale 0.5, made for large slides) on 640x480
+photos with 20 px objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from leanvision.core import Detections
+from leanvision.data.formats import DetectionSet, ImageRecord
+from leanvision.training import load_config
+from leanvision.training.tasks.detect import scale_warnings
+
+S0 = Path(__file__).resolve().parents[2] / "configs" / "s0_cervical_retinanet.yaml"
+
+
+def _photos(width: int, height: int, sides: dict[str, float]) -> DetectionSet:
+    """Four images, each with one box per class of the given side."""
+    records = []
+    for i in range(4):
+        boxes = np.array([[10.0, 10.0, 10.0 + side, 10.0 + side] for side in sides.values()], np.float32)
+        records.append(ImageRecord(f"{i}.jpg", width, height, Detections.from_boxes(boxes, list(range(len(sides)))),
+                                   i + 1))
+    return DetectionSet(tuple(sides), records, Path("images"))
+
+
+def test_s0_recipe_on_small_photos_names_the_tiny_class_and_the_padding():
+    config = load_config(S0)
+    warnings = scale_warnings(_photos(640, 480, {"platelet": 20.0, "wbc": 150.0}), config.data, config.augment)
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("class 'platelet': its boxes are 10 px (median side) at the training scale 0.5")
+    assert "about 52% of each training input is padding" in warnings[1]
+
+
+def test_s0_recipe_on_its_own_tiles_says_nothing():
+    config = load_config(S0)
+    assert scale_warnings(_photos(800, 800, {"abnormal": 76.0}), config.data, config.augment) == []
+    at_scale_1 = dataclasses.replace(config.data, scale=1.0)
+    steps = [dict(s, crop=640, size=640) if s["op"] == "online_crop_resize" else s for s in config.augment.steps]
+    augment = dataclasses.replace(config.augment, steps=type(config.augment.steps)(steps))
+    assert scale_warnings(_photos(640, 480, {"platelet": 20.0}), at_scale_1, augment) == []
