@@ -38,7 +38,7 @@ class _Folded:
 
     _fold_norm: tuple[nn.Module]
 
-    def _folded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         scale, shift = _scale_shift(self._fold_norm[0])
         weight = self.weight * scale.reshape(-1, *([1] * (self.weight.dim() - 1)))
         bias = shift if self.bias is None else self.bias * scale + shift
@@ -49,7 +49,7 @@ class FoldedConv2d(_Folded, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        return self._conv_forward(x, *self._folded(x))
+        return self._conv_forward(x, *self._folded())
 
 
 class FoldedConv2dSame(_Folded, Conv2dSame):
@@ -58,7 +58,7 @@ class FoldedConv2dSame(_Folded, Conv2dSame):
             return super().forward(x)
         from timm.layers import conv2d_same
 
-        weight, bias = self._folded(x)
+        weight, bias = self._folded()
         return conv2d_same(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 

@@ -57,9 +57,8 @@ def training_box_shapes(train_set: DetectionSet, data_options: DataOptions,
     fixed-scale crop step (S0's 800 -> 400) sets that size, as the dataset then only pads;
     else the card's scale, or each image's fit to the input."""
     from leanvision.data.anchors import box_shapes
-    from leanvision.data.augment import build_augmentation
 
-    fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+    fixed = _fixed_scale(augment)
     if fixed != 1.0:
         return box_shapes(train_set, scale=fixed)
     return box_shapes(train_set, input_hw=data_options.input_size, resize=data_options.resize,
@@ -102,10 +101,15 @@ def scale_warnings(train_set: DetectionSet, data_options: DataOptions, augment: 
     return warnings
 
 
-def _training_scale(data_options: DataOptions, augment: AugmentOptions) -> float:
+def _fixed_scale(augment: AugmentOptions) -> float:
+    """The scale a fixed-scale crop step applies (S0's 800 -> 400: 0.5), else 1."""
     from leanvision.data.augment import build_augmentation
 
-    fixed = build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+    return build_augmentation(list(augment.steps), negatives=_no_negatives_yet).scale if augment.steps else 1.0
+
+
+def _training_scale(data_options: DataOptions, augment: AugmentOptions) -> float:
+    fixed = _fixed_scale(augment)
     return fixed if fixed != 1.0 else (data_options.scale or 1.0)
 
 
