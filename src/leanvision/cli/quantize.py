@@ -7,8 +7,9 @@ in FP32, and every warning (INT8 not faster, budget not reached, bf16 unavailabl
 
 Exit codes: 0; 1 when calibration or validation images could not be read and were skipped
 (the model is written, calibrated and scored on the others; the files are named in a
-one-line account on stderr and in quant_report.json): a batch that skipped items exits 1, as `predict` and `val` do, so a
-script notices a calibration smaller than asked; 2 on bad input.
+one-line account on stderr and in quant_report.json): a batch that skipped items exits 1,
+as `predict` and `val` do, so a script notices a calibration smaller than asked; 2 on bad
+input.
 
 The option defaults shown in `--help` are `QuantizeOptions`' own.
 """

@@ -4,7 +4,7 @@ A frozen stage's BatchNorm is a fixed per-channel scale and shift; folded into t
 convolution's weights and bias it costs nothing, where left as its own layer it is two full
 passes over the largest activations of the network (a multiply and an add, plus their
 allocations): 17 % of the slim RetinaNet's training step with the stem and stride-2/4/8
-stages frozen, and folding made that step 1.21x as fast (BENCHMARKS.md).
+stages frozen, and folding made that step 1.16-1.33x as fast (BENCHMARKS.md).
 
 Written here because the libraries' folds (`torch.ao.nn.intrinsic`, `torch.fx`'s `fuse`,
 `torch.nn.utils.fuse_conv_bn_eval`) replace the two layers by one: the state dict changes,

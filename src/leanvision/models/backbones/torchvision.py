@@ -94,7 +94,7 @@ class Backbone(nn.Module):
         torchvision and detectron2 freeze early stages). Fewer backward passes through the
         high-resolution stages: training the slim RetinaNet with the stem and first stage
         frozen ran 1.5x the images/s (BENCHMARKS.md). Their BatchNorm layers are folded into
-        the convolutions before them while training (`models.fold`): 1.2x more."""
+        the convolutions before them while training (`models.fold`): 1.16-1.33x more."""
         from timm.layers import freeze_batch_norm_2d
 
         from leanvision.models.fold import fold_frozen_norms

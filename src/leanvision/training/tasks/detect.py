@@ -79,6 +79,8 @@ def scale_warnings(train_set: DetectionSet, data_options: DataOptions, augment: 
     windows at scale 0.5 suit large slides, not 640x480 photos)."""
     import numpy as np
 
+    from leanvision.data.augment.geometric import OnlineCropResize
+
     warnings = []
     boxes, labels = training_box_shapes(train_set, data_options, augment)
     sides = np.sqrt(np.prod(boxes, axis=1)) if len(boxes) else np.zeros(0)
@@ -89,7 +91,8 @@ def scale_warnings(train_set: DetectionSet, data_options: DataOptions, augment: 
             warnings.append(f"class '{name}': its boxes are {np.median(mine):.0f} px (median side) at the training "
                             f"scale {scale:g}, too small for the finest feature level to tell apart; for a set of "
                             "small images train at scale 1 (data.scale=1 and, with online_crop_resize, crop = size)")
-    crops = [int(step.get("crop", 1600)) for step in augment.steps if step.get("op") == "online_crop_resize"]
+    crops = [int(step.get("crop", OnlineCropResize.crop)) for step in augment.steps
+             if step.get("op") == "online_crop_resize"]
     if crops and train_set.images:
         longest = float(np.median([max(r.width, r.height) for r in train_set.images]))
         covered = float(np.median([min(r.width, crops[0]) * min(r.height, crops[0]) for r in train_set.images]))

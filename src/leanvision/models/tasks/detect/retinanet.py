@@ -180,7 +180,7 @@ class RetinaNetDetector(nn.Module):
 
         The dense 3x3 convolutions of FPN and head are what AMX's bf16 units speed up; the
         depthwise backbones (EfficientNet-Lite0, MobileNetV2) are not: a whole-model bf16
-        step of the slim Lite0 RetinaNet ran 0.72x the fp32 one, this one 1.2x (BENCHMARKS.md).
+        step of the slim Lite0 RetinaNet ran 0.72x the fp32 one, this one 1.29x (BENCHMARKS.md).
         """
         self._part_dtype = dtype
         try:
