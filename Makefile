@@ -23,7 +23,10 @@ lint: $(STAMP)
 
 # --no-compile: byte-compiling all of torch, ray and nvidia's packages at install time took
 # longer than installing them (1m43s vs ~3m20s here); Python compiles what it imports.
+# A first install needs ~7 GB (torch 2.14.1 is a CUDA build); a full disk fails in one line.
 $(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR==2 {print $$4}'); [ "$$free" -ge 7340032 ] \
+		|| { echo "error: installing into $(CURDIR)/$(VENV) needs about 7 GB free; $$((free / 1024)) MB available" >&2; exit 2; }; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)

@@ -8,13 +8,17 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from timm.layers import Conv2dSame, conv2d_same
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from leanvision.models import create_model
-from leanvision.models.fold import fold_frozen_norms, unfold
+from leanvision.models.fold import fold_frozen_norms, same_conv_without_copy, unfold
 
-VARIANTS = [("retinanet_effl0_slim", 4), ("retinanet_mbv2_slim", 4)]
+VARIANTS = [("retinanet_effl0_slim", 4, False), ("retinanet_mbv2_slim", 4, False),
+            ("retinanet_effl0_slim", 4, True), ("retinanet_mbv2_slim", None, True)]
 
 
 def _folded(model: nn.Module) -> int:
@@ -49,12 +53,16 @@ def _spread_statistics(model: nn.Module, seed: int) -> None:
                 tensor.data.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
 
 
-@pytest.mark.parametrize(("name", "trainable"), VARIANTS)
-def test_the_folded_model_computes_the_same_and_keeps_its_state_dict(name, trainable):
+@pytest.mark.parametrize(("name", "trainable", "frozen_bn"), VARIANTS)
+def test_the_folded_model_computes_the_same_and_keeps_its_state_dict(name, trainable, frozen_bn):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=2, trainable_backbone_layers=trainable)
+    model = create_model(name, num_classes=2, trainable_backbone_layers=trainable, frozen_bn=frozen_bn)
     plain = create_model(name, num_classes=2)  # nothing frozen, nothing folded
     assert _folded(model) >= 9 and _folded(plain) == 0
+    if frozen_bn:  # every backbone BatchNorm frozen: every one folded, trainable convolutions too
+        norms = [m for m in model.backbone.modules() if "BatchNorm" in type(m).__name__]
+        assert norms and all(type(m).__name__.startswith("Folded") for m in norms)
+        assert any(m.weight.requires_grad for m in model.backbone.modules() if type(m).__name__.startswith("FoldedConv"))
     assert list(model.state_dict()) == [k for k in model.state_dict()]
     _spread_statistics(model, seed=1)
     reference = _unfolded_twin(model)
@@ -69,6 +77,59 @@ def test_the_folded_model_computes_the_same_and_keeps_its_state_dict(name, train
         expected = reference.forward_features(images)
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False), Conv2dSame(4, 6, 3, stride=2, bias=False),
+                                  nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=True)])
+def test_a_trainable_convolution_folded_with_a_frozen_norm_learns_as_the_pair(conv):
+    """Same output and the same gradients for the convolution's weights and its input as the
+    two layers run one after the other: the optimizer sees no difference."""
+    torch.manual_seed(0)
+    pair = nn.Sequential(conv, FrozenBatchNorm2d(conv.out_channels))
+    _spread_statistics(pair, seed=4)
+    folded = copy.deepcopy(pair)
+    assert fold_frozen_norms(folded) == 1 and folded[0].weight.requires_grad
+    images = torch.randn(2, conv.in_channels, 13, 16, generator=torch.Generator().manual_seed(1))
+    results = []
+    for module in (pair.train(), folded.train()):
+        x = images.clone().requires_grad_(True)
+        out = module(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out, x.grad, module[0].weight.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(5, 23), width=st.integers(5, 23), kernel=st.sampled_from([1, 2, 3, 4, 5]),
+       stride=st.sampled_from([1, 2, 3]), depthwise=st.booleans(), bias=st.booleans())
+def test_same_padding_without_the_copy_equals_timms(height, width, kernel, stride, depthwise, bias):
+    """TensorFlow's "same" padding, odd totals included (one row more after than before)."""
+    generator = torch.Generator().manual_seed(height * 100 + width)
+    channels, groups = (4, 4) if depthwise else (4, 1)
+    x = torch.randn(2, channels, height, width, generator=generator)
+    weight = torch.randn(3 * channels if depthwise else 5, channels // groups, kernel, kernel, generator=generator)
+    b = torch.randn(weight.shape[0], generator=generator) if bias else None
+    expected = conv2d_same(x, weight, b, (stride, stride), (0, 0), (1, 1), groups)
+    got = same_conv_without_copy(x, weight, b, (stride, stride), (1, 1), groups)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_frozen_same_convolution_skips_the_padded_copy(monkeypatch):
+    """The frozen stem runs without timm's padded copy of its input; a trainable one, whose
+    backward would pay for the larger kernel, keeps timm's path."""
+    import leanvision.models.fold as fold
+
+    calls = []
+    monkeypatch.setattr(fold, "conv2d_same", lambda *a: calls.append("timm") or conv2d_same(*a))
+    pair = nn.Sequential(Conv2dSame(3, 8, 3, stride=2, bias=False), FrozenBatchNorm2d(8))
+    _spread_statistics(pair, seed=2)
+    fold_frozen_norms(pair)
+    images = torch.randn(1, 3, 17, 17)
+    pair.train().requires_grad_(False)(images)
+    assert calls == []
+    pair.requires_grad_(True)(images).sum().backward()
+    assert calls == ["timm"]
 
 
 def test_a_loaded_state_dict_is_what_the_fold_uses():

@@ -83,10 +83,15 @@ class Backbone(nn.Module):
 
     def freeze_norms(self) -> None:
         """Every BatchNorm becomes FrozenBatchNorm2d (running statistics, fixed scale and shift):
-        for small batches on a pretrained backbone, as torchvision's detectors do."""
+        for small batches on a pretrained backbone, as torchvision's detectors do. Each is
+        folded into the convolution before it while training (`models.fold`), trainable or
+        not: no BatchNorm pass forward or backward (BENCHMARKS.md)."""
         from timm.layers import freeze_batch_norm_2d
 
+        from leanvision.models.fold import fold_frozen_norms
+
         self.body = freeze_batch_norm_2d(self.body)
+        fold_frozen_norms(self.body)
 
     def freeze(self, trainable_stages: int) -> None:
         """Freeze all but the last `trainable_stages` stages (0 freezes all): no gradients,
