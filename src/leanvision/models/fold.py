@@ -5,8 +5,9 @@ weights and bias it costs nothing, where left as its own layer it is two full pa
 the activations (a multiply and an add, plus their allocations), and for a trainable
 convolution two more backward. Folding the frozen stem and stride-2/4/8 stages made the slim
 RetinaNet's training step 1.16-1.33x as fast on AMX; with every backbone BatchNorm frozen
-(`frozen_bn`) and folded, trainable convolutions included, the step ran 1.13x the images/s
-of the recipe before on AVX2, in 25 % less memory (BENCHMARKS.md). The convolution may be trainable: its weights
+(`frozen_bn`) and folded, trainable convolutions included, the step benchmark ran 1.13x the
+images/s of the recipe before on AVX2 in 25 % less memory, though a 25-minute training loop
+ran 0.91x (BENCHMARKS.md). The convolution may be trainable: its weights
 are scaled at each call, and the gradient flows through the scale to them.
 
 Written here because the libraries' folds (`torch.ao.nn.intrinsic`, `torch.fx`'s `fuse`,
