@@ -77,6 +77,8 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            "model.overrides={trainable_backbone_layers: 5}"]),
     # The S0 recipe before the measured trade (stride-8 stage trained, 4-conv head towers).
     "lv_effl0_heavy": ("s0_cervical_retinanet", ["model.overrides={trainable_backbone_layers: 5}"]),
+    # The S0 recipe before its FPN went from 128 to 64 wide.
+    "lv_fpn128": ("s0_cervical_retinanet", ["model.overrides={trainable_backbone_layers: 4, head_convs: 2}"]),
     # The S0 recipe as shipped (its defaults are the measured best).
     "lv_best": ("s0_cervical_retinanet", []),
 }
@@ -341,9 +343,11 @@ def _step_timer() -> Any:
 
 def lv_child(spec_path: Path) -> None:
     """Train one leanvision case (the `--lv-case` entry point); writes the result JSON."""
+    from leanvision.core.resources import keep_freed_memory
     from leanvision.training import load_config, train
     from leanvision.training.hooks.metrics_log import read_rows
 
+    keep_freed_memory()  # as `leanvision train` does
     spec = json.loads(spec_path.read_text())
     config = load_config(spec["recipe"], spec["overrides"])
     timer = _step_timer()

@@ -42,6 +42,13 @@ CASES: dict[str, tuple[str, dict, bool, bool]] = {
                                                               "frozen_bn": True}, True, False),
     "effl0_nhwc_frozen4_head2_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
                                                                 "fpn_channels": 64}, True, False),
+    "effl0_nhwc_frozen2_head2": ("retinanet_effl0_slim", {"trainable_backbone_layers": 2, "head_convs": 2}, True, False),
+    "effl0_nhwc_frozen3_head2_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 3, "head_convs": 2,
+                                                                "fpn_channels": 64}, True, False),
+    "effl0_nhwc_frozen2_head2_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 2, "head_convs": 2,
+                                                                "fpn_channels": 64}, True, False),
+    "effl0_nhwc_frozen4_head1_fpn64": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1,
+                                                                "fpn_channels": 64}, True, False),
     "effl0_nhwc_frozen4_head1": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1}, True, False),
     "effl0_nhwc_frozen4_head2_unfolded": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
                                                                    "fold": False}, True, False),
@@ -96,9 +103,14 @@ def _breakdown(trainer, batch) -> dict[str, float]:
 
 
 def run_case(name: str, *, size: tuple[int, int], batch: int, steps: int, warmup: int, threads: int,
-             profile: bool) -> dict:
+             profile: bool, keep_memory: bool = False) -> dict:
     """Time `steps` training steps after `warmup` ones; returns the row."""
     import torch
+
+    from leanvision.core.resources import keep_freed_memory
+
+    if keep_memory:
+        keep_freed_memory()  # as `leanvision train` does
 
     from leanvision.models import create_model
     from leanvision.training import Trainer
@@ -121,15 +133,18 @@ def run_case(name: str, *, size: tuple[int, int], batch: int, steps: int, warmup
     for _ in range(warmup):
         trainer.run_step(data)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         start = time.perf_counter()
         trainer.run_step(data)
         times.append(time.perf_counter() - start)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
     median = sorted(times)[len(times) // 2]
     row = {"case": name, "model": model_name, "overrides": overrides, "nhwc": nhwc, "bf16": bf16,
            "size": f"{size[0]}x{size[1]}", "batch": batch, "threads": threads, "step_s_median": round(median, 3),
            "images_per_s": round(batch / median, 3), "mpx_per_s": round(batch * size[0] * size[1] / median / 1e6, 3),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "malloc": "keep freed" if keep_memory else "glibc default", "page_faults_per_step": round(faults)}
     if profile:
         row["breakdown"] = _breakdown(trainer, data)
     return row
@@ -140,6 +155,8 @@ def _subprocess_case(args: argparse.Namespace, name: str) -> dict:
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
     if args.profile:
         command.append("--profile")
+    if args.keep_freed_memory:
+        command.append("--keep-freed-memory")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"case {name} failed:\n{done.stderr[-2000:]}")
@@ -164,12 +181,12 @@ def _machine() -> dict:
 
 
 def _tables(rows: list[dict]) -> str:
-    lines = ["| case | model | overrides | NHWC | bf16 | input | batch | step s | images/s | Mpx/s | peak RSS MB |",
-             "|" + "---|" * 11]
+    lines = ["| case | model | overrides | NHWC | bf16 | malloc | input | batch | step s | images/s | Mpx/s | "
+             "page faults/step | peak RSS MB |", "|" + "---|" * 13]
     for r in rows:
         lines.append(f"| {r['case']} | {r['model']} | {r['overrides'] or '-'} | {r['nhwc']} | {r['bf16']} | "
-                     f"{r['size']} | {r['batch']} | {r['step_s_median']} | {r['images_per_s']} | {r['mpx_per_s']} | "
-                     f"{r['peak_rss_mb']} |")
+                     f"{r['malloc']} | {r['size']} | {r['batch']} | {r['step_s_median']} | {r['images_per_s']} | "
+                     f"{r['mpx_per_s']} | {r['page_faults_per_step']} | {r['peak_rss_mb']} |")
     profiled = [r for r in rows if "breakdown" in r]
     if profiled:
         categories = list(dict.fromkeys(c for r in profiled for c in r["breakdown"]))
@@ -188,13 +205,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cases", default=",".join(CASES), help="comma list of: " + ", ".join(CASES))
     parser.add_argument("--profile", action="store_true", help="also profile one step per case by op category")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call keep_freed_memory() first, as `leanvision train` does (glibc's malloc reuses freed blocks)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and machine here")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         height, width = (int(v) for v in args.size.split("x"))
         print(json.dumps(run_case(args.case, size=(height, width), batch=args.batch, steps=args.steps,
-                                  warmup=args.warmup, threads=args.threads, profile=args.profile)))
+                                  warmup=args.warmup, threads=args.threads, profile=args.profile,
+                                  keep_memory=args.keep_freed_memory)))
         return
     rows = [_subprocess_case(args, name) for name in args.cases.split(",")]
     machine = _machine()

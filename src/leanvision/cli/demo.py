@@ -27,8 +27,10 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Synthesize S0's data, train, export, quantize INT8 with a budget, benchmark FP32 vs INT8."""
+    from leanvision.core.resources import keep_freed_memory
     from leanvision.demo import DemoOptions, run_demo
 
+    keep_freed_memory()
     options = DemoOptions.quick(seed) if quick else DemoOptions.full(seed)
     with progress_bar("demo") as update:
         summary = run_demo(out_dir, options, progress=lambda stage, done, total: update(done, total, stage))

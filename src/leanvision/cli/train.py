@@ -23,9 +23,11 @@ def train(
     json_out: Path | None = json_option(),
 ) -> None:
     """Train a detection or counting model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
+    from leanvision.core.resources import keep_freed_memory
     from leanvision.training import load_config, resume_config
     from leanvision.training import train as run_training
 
+    keep_freed_memory()
     items = list(overrides or [])
     with json_result(json_out) as emit:
         if resume is not None:
