@@ -108,12 +108,11 @@ def run_case(name: str, *, size: tuple[int, int], batch: int, steps: int, warmup
     import torch
 
     from leanvision.core.resources import keep_freed_memory
+    from leanvision.models import create_model
+    from leanvision.training import Trainer
 
     if keep_memory:
         keep_freed_memory()  # as `leanvision train` does
-
-    from leanvision.models import create_model
-    from leanvision.training import Trainer
 
     model_name, overrides, nhwc, bf16 = CASES[name]
     torch.set_num_threads(threads)
