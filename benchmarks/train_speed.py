@@ -58,6 +58,8 @@ CASES: dict[str, tuple[str, dict, bool, bool]] = {
                                       True),
     "effl0_nhwc_frozen4_head1_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 1}, True,
                                       True),
+    "effl0_nhwc_frozen4_head2_fpn64_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
+                                                                     "fpn_channels": 64}, True, True),
     "effl0_nhwc_frozen4_head2_fbn_bf16": ("retinanet_effl0_slim", {"trainable_backbone_layers": 4, "head_convs": 2,
                                                                    "frozen_bn": True}, True, True),
 }

@@ -11,10 +11,12 @@ from torch import nn
 from torchvision.models import mobilenet_v2, resnet50
 from torchvision.models.detection import RetinaNet, retinanet_resnet50_fpn
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision.models.detection._utils import Matcher
+from torchvision.ops import FrozenBatchNorm2d, box_iou
 
 from leanvision.core import ConfigError, DataError, ModelCard, Task
 from leanvision.models import create_model
+from leanvision.models.tasks.detect.retina_loss import retina_losses
 from leanvision.models.weights import nest_torchvision_fpn
 
 H, W = 160, 224  # multiples of 32: torchvision's transform neither pads nor resizes them
@@ -182,6 +184,60 @@ def test_compute_loss_equals_torchvision():
     assert actual.keys() == {"classification", "bbox_regression"}
     for key in actual:
         torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def _per_image_reference(head, cls_logits, bbox_regression, anchors, targets, fg_iou=0.5, bg_iou=0.4):
+    """torchvision's own loop: Matcher per image, then RetinaNetHead.compute_loss."""
+    matcher = Matcher(fg_iou, bg_iou, allow_low_quality_matches=True)
+    matched = [
+        matcher(box_iou(t["boxes"], anchors)) if len(t["boxes"])
+        else torch.full((len(anchors),), -1, dtype=torch.int64)
+        for t in targets
+    ]
+    outputs = {"cls_logits": cls_logits, "bbox_regression": bbox_regression}
+    return head.compute_loss(targets, outputs, [anchors] * len(targets), matched)
+
+
+def _random_targets(generator, batch, num_classes, size):
+    """Per image 0..40 boxes from 4 px (below every anchor: low-quality matches) to the whole image,
+    some duplicated (ties between boxes), one image always empty."""
+    targets = []
+    for i in range(batch):
+        count = 0 if i == 1 else int(torch.randint(1, 40, (), generator=generator))
+        xy = torch.rand((count, 2), generator=generator) * (size - 8)
+        wh = 4 + torch.rand((count, 2), generator=generator) ** 2 * (size - 4)
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], dim=1)
+        if count > 2:
+            boxes[-1] = boxes[0]
+        targets.append({"boxes": boxes, "labels": torch.randint(0, num_classes, (count,), generator=generator)})
+    return targets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_loss_equals_the_per_image_loss(seed):
+    """The batched losses against torchvision's per-image loop: values and gradients."""
+    generator = torch.Generator().manual_seed(seed)
+    model = _slim(num_classes=3)
+    size, batch = 192, 5
+    images = torch.zeros(batch, 3, size, size)
+    with torch.no_grad():
+        features = model.forward_features(images)
+    anchors = model.anchors(images[:1], features)[0]
+    targets = _random_targets(generator, batch, 3, size)
+    fg_iou, bg_iou = (0.5, 0.4) if seed != 2 else (0.6, 0.3)
+    logits = torch.randn((batch, len(anchors), 3), generator=generator) * 2 - 2
+    deltas = torch.randn((batch, len(anchors), 4), generator=generator) * 0.3
+    expected_inputs = (logits.clone().requires_grad_(), deltas.clone().requires_grad_())
+    actual_inputs = (logits.clone().requires_grad_(), deltas.clone().requires_grad_())
+    expected = _per_image_reference(model.head, *expected_inputs, anchors, targets, fg_iou, bg_iou)
+    actual = retina_losses(*actual_inputs, anchors, targets, box_coder=model.box_coder, fg_iou=fg_iou, bg_iou=bg_iou)
+    for key in ("classification", "bbox_regression"):
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6)
+    sum(expected.values()).backward()
+    sum(actual.values()).backward()
+    for ours, theirs in zip(actual_inputs, expected_inputs, strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-8)
+    assert expected_inputs[1].grad.abs().sum() > 0  # boxes were matched: the box loss is not vacuous
 
 
 def test_compute_loss_falls_on_one_image():

@@ -154,7 +154,7 @@ class DetectAdapter:
         if not len(boxes):
             return {}
         fitted = fit_anchors(boxes, labels, data.classes, sizes=model.anchor_sizes, ratios=ratios.pop(),
-                             threshold=model.matcher.high_threshold)
+                             threshold=model.fg_iou_threshold)
         worst = min(row["before"] for row in fitted.per_class.values())
         if (fitted.coverage_before >= AUTO_ANCHOR_RECALL and worst >= AUTO_ANCHOR_CLASS_RECALL) or (
                 fitted.coverage_after <= fitted.coverage_before):

@@ -1,8 +1,9 @@
 """RetinaNet as three parts (backbone, FPN, head) behind leanvision's detection contract.
 
 Every piece is torchvision's: the classifier bodies, `FeaturePyramidNetwork` with
-`LastLevelP6P7`, `RetinaNetHead` (focal + L1 losses), `AnchorGenerator`, `Matcher` and
-`BoxCoder`. What leanvision adds is the shape of the module: `forward` is the exportable
+`LastLevelP6P7`, `RetinaNetHead`, `AnchorGenerator` and `BoxCoder`; the matching and the
+focal + L1 losses are torchvision's run over the whole batch at once (`retina_loss`). What
+leanvision adds is the shape of the module: `forward` is the exportable
 network body (normalised images in, per-anchor logits and deltas out, no resizing, no
 decoding), and decoding, losses and the model card are separate methods.
 """
@@ -19,11 +20,11 @@ from typing import ClassVar, Self
 
 import torch
 from torch import nn
-from torchvision.models.detection._utils import BoxCoder, Matcher
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import FeaturePyramidNetwork, box_iou
+from torchvision.ops import FeaturePyramidNetwork
 
 from leanvision.core.card import (
     AnchorSpec,
@@ -43,6 +44,7 @@ from leanvision.models.heads.retina import retina_head
 from leanvision.models.meta import meta_copy, meta_input
 from leanvision.models.necks.fpn import P6Source, retina_fpn
 from leanvision.models.tasks.detect.postprocess import decode_detections
+from leanvision.models.tasks.detect.retina_loss import retina_losses
 
 # torchvision's RetinaNet anchors: 3 octave scales (int-truncated as torchvision does) x 3 ratios.
 DEFAULT_ANCHOR_SIZES = tuple(
@@ -167,7 +169,8 @@ class RetinaNetDetector(nn.Module):
         self.name = name
         self.num_classes: int = head.classification_head.num_classes
         self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-        self.matcher = Matcher(options.fg_iou_threshold, options.bg_iou_threshold, allow_low_quality_matches=True)
+        self.fg_iou_threshold = options.fg_iou_threshold
+        self.bg_iou_threshold = options.bg_iou_threshold
         self.postprocess = options.postprocess
         self.anchor_sizes = options.anchor_sizes
         self.aspect_ratios = options.aspect_ratios
@@ -224,16 +227,10 @@ class RetinaNetDetector(nn.Module):
         height, width = images.shape[-2:]
         return self.anchor_generator(ImageList(images, [(height, width)] * images.shape[0]), features)
 
-    def _match(self, boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        """(A,) index of the matched box per anchor, -1 background, -2 ignored (torchvision Matcher)."""
-        if boxes.numel() == 0:
-            return torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
-        return self.matcher(box_iou(boxes, anchors))
-
     def compute_loss(
         self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        """Focal classification loss and L1 box loss, exactly as torchvision's RetinaNet.
+        """Focal classification loss and L1 box loss, as torchvision's RetinaNet (to float rounding).
 
         Args:
             images: (N, 3, H, W) normalised images.
@@ -246,13 +243,12 @@ class RetinaNetDetector(nn.Module):
         _check_targets(targets, images.shape[0], self.num_classes)
         features = self.forward_features(images)
         cls_logits, bbox_regression = self.forward_head(features)
-        # Per image, as torchvision: matching and both losses are ~2 % of a training step at
-        # 480x640, batch 8; a version batched over padded targets measured 1.6x slower
-        # (broadcast IoU and masks over the padding), so the loop stays.
-        anchors = self.anchors(images, features)
-        matched = [self._match(t["boxes"], a) for t, a in zip(targets, anchors, strict=True)]
-        outputs = {"cls_logits": cls_logits, "bbox_regression": bbox_regression}
-        return self.head.compute_loss(list(targets), outputs, anchors, matched)
+        # One input size per batch, so one anchor set: matching and losses run batched.
+        anchors = self.anchors(images[:1], features)[0]
+        return retina_losses(
+            cls_logits, bbox_regression, anchors, targets, box_coder=self.box_coder,
+            fg_iou=self.fg_iou_threshold, bg_iou=self.bg_iou_threshold,
+        )
 
     @torch.no_grad()
     def detect(
