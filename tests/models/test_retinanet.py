@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2, resnet50
 from torchvision.models.detection import RetinaNet, retinanet_resnet50_fpn
-from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.models.detection._utils import Matcher
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d, box_iou
 
 from leanvision.core import ConfigError, DataError, ModelCard, Task
