@@ -80,20 +80,24 @@ def test_run_writes_its_files_and_the_loss_falls(squares_data, tmp_path):
     assert rows[-1]["lr"] == pytest.approx(config.schedule.final_lr, rel=0.2)
 
 
-def test_checkpoint_carries_card_with_metrics_and_best_tracks_val_map(squares_data, tmp_path):
+def test_checkpoint_carries_card_with_metrics_and_best_tracks_the_fitness(squares_data, tmp_path):
+    """best.pt is the first epoch with the highest 0.1 mAP@0.5 + 0.9 mAP (Ultralytics' fitness)."""
     result = train(tiny_config(squares_data, tmp_path / "run", epochs=5), model_factory=tiny_factory, progress=False)
     rows = _rows(tmp_path / "run")
-    maps = [r["val_map50"] for r in rows]
-    best_epoch = maps.index(max(maps)) + 1  # the first epoch reaching the maximum
+    fitness = [0.1 * r["val_map50"] + 0.9 * r["val_map"] for r in rows]
+    best_epoch = fitness.index(max(fitness)) + 1  # the first epoch reaching the maximum
+    chosen = rows[best_epoch - 1]
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert result.best_epoch == best_epoch and result.best_map50 == pytest.approx(max(maps))
+    assert result.metric == "fitness" and result.best == pytest.approx(max(fitness))
+    assert result.best_epoch == best_epoch and result.best_map50 == pytest.approx(chosen["val_map50"])
+    assert result.best_metrics["map"] == pytest.approx(chosen["val_map"])
     assert best["trainer"]["epochs_done"] == best_epoch
     card = ModelCard.from_dict(best["card"])
-    assert card.metrics["val_map50"] == pytest.approx(max(maps))
+    assert card.metrics["val_map50"] == pytest.approx(chosen["val_map50"])
     assert card.provenance["amp"].startswith("amp auto ->")
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["trainer"]["epochs_done"] == 5
-    assert ModelCard.from_dict(last["card"]).metrics["val_map50"] == pytest.approx(maps[-1])
+    assert ModelCard.from_dict(last["card"]).metrics["val_map50"] == pytest.approx(rows[-1]["val_map50"])
 
 
 def test_resume_ends_bit_identical_to_an_uninterrupted_run(squares_data, tmp_path):

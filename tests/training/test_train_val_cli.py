@@ -45,8 +45,12 @@ def _invoke(*args: str):
 def test_train_then_resume_extends_the_run(recipe, tmp_path):
     result = _invoke("train", "--config", recipe, "seed=1", "--json", tmp_path / "train.json")
     assert result.exit_code == 0, result.output
-    assert "2 epochs, best val mAP@0.5" in result.output
+    assert "2 epochs, best val fitness (0.1 mAP@0.5 + 0.9 mAP)" in result.output
     summary = json.loads((tmp_path / "train.json").read_text())
+    best = summary["best_metrics"]
+    assert summary["metric"] == "fitness" and summary["best_map50"] == best["map50"]
+    assert summary["best"] == pytest.approx(0.1 * best["map50"] + 0.9 * best["map"])
+    assert f"mAP@0.5 {best['map50']:.4f}, mAP {best['map']:.4f})" in result.output
     assert summary["epochs"] == 2 and summary["run_dir"] == str(tmp_path / "run")
     result = _invoke("train", "--resume", tmp_path / "run", "schedule.epochs=3")
     assert result.exit_code == 0, result.output

@@ -11,7 +11,9 @@ from leanvision.cli.ui import json_option, json_result, out
 
 logger = logging.getLogger(__name__)
 
-_LABELS = {"map50": "mAP@0.5", "mae": "MAE"}  # how the figure that picks best.pt is printed
+# How the figure that picks best.pt is printed, and the figures printed beside the best epoch.
+_LABELS = {"fitness": "fitness (0.1 mAP@0.5 + 0.9 mAP)", "map50": "mAP@0.5", "mae": "MAE"}
+_BEST_ALSO = {"map50": "mAP@0.5", "map": "mAP"}
 
 
 def train(
@@ -37,10 +39,16 @@ def train(
             recipe_config = load_config(config, items)
         result = run_training(recipe_config, resume=resume)
         label = _LABELS.get(result.metric, result.metric)
-        best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch})" if result.best is not None else "no val set"
+        if result.best is None:
+            best = "no val set"
+        else:  # a detection run's best also shows the two mAPs its fitness weighs
+            extra = "".join(f", {name} {result.best_metrics[key]:.4f}" for key, name in _BEST_ALSO.items()
+                            if key in result.best_metrics)
+            best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch}{extra})"
         out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
         if result.skipped:
             out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
         emit({"run_dir": str(result.run_dir), "epochs": result.epochs, "metric": result.metric,
               "best": result.best, "best_map50": result.best_map50, "best_epoch": result.best_epoch,
+              "best_metrics": result.best_metrics,
               "last_metrics": result.last_metrics, "skipped": [str(issue) for issue in result.skipped]})

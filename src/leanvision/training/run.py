@@ -71,8 +71,10 @@ class TrainResult:
         epochs: epochs completed (in total, resumed runs included).
         best: best value of `metric` on the val set (None without a val set).
         best_epoch: the epoch `best.pt` holds (0 if none).
-        metric: the figure that picked `best.pt`: "map50" (detection), "mae" (counting).
+        metric: the figure that picked `best.pt`: "fitness" (detection: 0.1 mAP@0.5 + 0.9 mAP),
+            "mae" (counting).
         last_metrics: the last evaluation's figures.
+        best_metrics: at `best_epoch`, the figures the card keeps and `metric`.
         skipped: images and labels left out of the data, with the reason.
     """
 
@@ -80,14 +82,15 @@ class TrainResult:
     epochs: int
     best: float | None
     best_epoch: int
-    metric: str = "map50"
+    metric: str = "fitness"
     last_metrics: dict[str, float] = field(default_factory=dict)
     skipped: list[Issue] = field(default_factory=list)
+    best_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_map50(self) -> float | None:
-        """Best val mAP@0.5 of a detection run (None for other tasks or without a val set)."""
-        return self.best if self.metric == "map50" else None
+        """Val mAP@0.5 of `best.pt` in a detection run (None for other tasks or without a val set)."""
+        return self.best_metrics.get("map50")
 
 
 @contextlib.contextmanager
@@ -288,4 +291,4 @@ def _check_task(model: nn.Module, task: Task, name: str) -> None:
 def _result(trainer: Trainer, run_dir: Path, data: TrainData) -> TrainResult:
     best = next(h for h in trainer.hooks if isinstance(h, CheckpointHook))
     return TrainResult(run_dir, trainer.epoch, best.best, best.best_epoch, best.metric, dict(trainer.eval_metrics),
-                       list(data.skipped))
+                       list(data.skipped), dict(best.best_metrics))

@@ -67,6 +67,7 @@ class CheckpointHook(HookBase):
         self.provenance = provenance or dict
         self.best: float | None = None
         self.best_epoch = 0
+        self.best_metrics: dict[str, float] = {}  # the best epoch's card figures and metric
 
     @property
     def last_path(self) -> Path:
@@ -113,6 +114,8 @@ class CheckpointHook(HookBase):
         improved = self.metric in metrics and self._better(float(metrics[self.metric]))
         if improved:
             self.best, self.best_epoch = float(metrics[self.metric]), trainer.epoch + 1
+            kept = (*self.card_metrics, self.metric)  # figures only: no timings, so a resumed run stays bit-identical
+            self.best_metrics = {k: float(metrics[k]) for k in kept if k in metrics}
         final = trainer.epoch + 1 >= trainer.max_epochs or trainer.stop_requested
         if not (improved or final or (trainer.epoch + 1) % self.period == 0):
             return
@@ -126,7 +129,8 @@ class CheckpointHook(HookBase):
                     self.best_path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], int(state["best_epoch"])
+        self.best_metrics = dict(state.get("best_metrics", {}))  # absent in checkpoints before 2026-12-05
