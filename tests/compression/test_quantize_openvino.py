@@ -22,13 +22,19 @@ from tests.compression.tiny import DAMAGED_LAYER
 
 pytestmark = [pytest.mark.xdist_group("compression_model"), pytest.mark.slow]
 TOLERANCE_POINTS = 10.0
+# The budget of the search test: below one box of the 8 (~12 points) and above the INT8 noise
+# of the undamaged layers. With 0.5 points, how many layers the search had to keep depended on
+# the CPU's INT8 kernels and on float rounding in training: 1-4 on AVX2, ~70 of 110 on AMX, and
+# all 110 on an AVX-512 VNNI EPYC once the batched loss trained a marginally different tiny
+# model (the damaged layer alone left a 5.8-point drop there).
+BUDGET_POINTS = 8.0
 FAST = {"bench": {"seconds": 0.2, "rounds": 1}}
 
 
 @pytest.fixture(scope="module")
 def budget_run(damaged_ir, tiny_data, tmp_path_factory):
-    """The damaged model quantized under a 0.5-point budget."""
-    options = QuantizeOptions.from_dict({**FAST, "budget": {"max_drop": 0.5, "sensitivity_images": 2},
+    """The damaged model quantized under a BUDGET_POINTS budget."""
+    options = QuantizeOptions.from_dict({**FAST, "budget": {"max_drop": BUDGET_POINTS, "sensitivity_images": 2},
                                          "calibration": {"size": 8}})
     out = tmp_path_factory.mktemp("ov_budget") / "int8"
     return quantize(damaged_ir, calib=tiny_data, val=tiny_data, backend="openvino", out=out, options=options)
@@ -51,11 +57,11 @@ def test_the_damaged_layer_ranks_first(budget_run):
 
 def test_the_budget_search_meets_the_budget_it_was_given(budget_run):
     assert budget_run.int8_all_score < budget_run.fp32_score - 0.1  # the damage costs > 10 points
-    assert budget_run.budget_reached and budget_run.drop <= 0.5
+    assert budget_run.budget_reached and budget_run.drop <= BUDGET_POINTS
     assert DAMAGED_LAYER in budget_run.kept_layers
-    # It did not give up and keep everything. How many layers meet a 0.5-point budget on 8
-    # boxes depends on the CPU's INT8 kernels: 1-4 on AVX2, ~70 of 110 on AMX (which
-    # accumulates and requantises differently), so only "not all" holds on every x86 CPU.
+    # It did not give up and keep everything. How many layers meet the budget depends on the
+    # CPU's INT8 kernels (AMX accumulates and requantises differently), so only "not all"
+    # holds on every x86 CPU.
     path = detect_cpu().summary()
     assert len(budget_run.kept_layers) < len(budget_run.sensitivity.layers), path
 
@@ -68,7 +74,7 @@ def test_the_saved_model_scores_what_the_search_measured(budget_run, tiny_data):
     metrics = evaluate_detections([r.targets for r in dataset.images], predictions,
                                   image_sizes=[(r.width, r.height) for r in dataset.images], class_names=dataset.classes)
     assert metrics.map50 == pytest.approx(budget_run.score, abs=1e-6)
-    assert budget_run.fp32_score - metrics.map50 <= 0.005
+    assert budget_run.fp32_score - metrics.map50 <= BUDGET_POINTS / 100
 
 
 def test_the_saved_model_keeps_exactly_the_chosen_layers_fp32(budget_run):
