@@ -1,9 +1,9 @@
 """RetinaNet as three parts (backbone, FPN, head) behind leanvision's detection contract.
 
 Every piece is torchvision's: the classifier bodies, `FeaturePyramidNetwork` with
-`LastLevelP6P7`, `RetinaNetHead`, `AnchorGenerator` and `BoxCoder`; the matching and the
-focal + L1 losses are torchvision's run over the whole batch at once (`retina_loss`). What
-leanvision adds is the shape of the module: `forward` is the exportable
+`LastLevelP6P7`, `RetinaNetHead`, `AnchorGenerator`, `Matcher` (per image) and `BoxCoder`;
+torchvision's focal + L1 losses are computed over the whole batch at once (`retina_loss`).
+What leanvision adds is the shape of the module: `forward` is the exportable
 network body (normalised images in, per-anchor logits and deltas out, no resizing, no
 decoding), and decoding, losses and the model card are separate methods.
 """
@@ -243,7 +243,7 @@ class RetinaNetDetector(nn.Module):
         _check_targets(targets, images.shape[0], self.num_classes)
         features = self.forward_features(images)
         cls_logits, bbox_regression = self.forward_head(features)
-        # One input size per batch, so one anchor set: matching and losses run batched.
+        # One input size per batch, so one anchor set for every image; the losses run batched.
         anchors = self.anchors(images[:1], features)[0]
         return retina_losses(
             cls_logits, bbox_regression, anchors, targets, box_coder=self.box_coder,
