@@ -67,3 +67,20 @@ def test_convert_and_stats(tmp_path, tiny_coco, capsys):
     assert code == 0
     assert (tmp_path / "stats" / "stats.json").exists()
     assert (tmp_path / "stats" / "objects_per_class.png").exists()
+
+
+def test_file_and_class_names_are_printed_as_written_never_as_markup(tmp_path, tiny_coco, capsys):
+    """Rich markup is off for every CLI print: "[/b]" in a path or a class name is text."""
+    import json
+    import shutil
+
+    odd = shutil.copytree(tiny_coco, tmp_path / "set[/b][red]")
+    labels = json.loads((odd / "annotations.json").read_text())
+    labels["categories"][0]["name"] = "[bold]cell[/bold]"
+    (odd / "annotations.json").write_text(json.dumps(labels))
+    code, out, err = run(["data", "check", str(odd)], capsys)
+    assert code == 0 and f"{odd} (coco, detect): 3 images" in out, err
+    code, out, err = run(["data", "convert", str(odd), str(tmp_path / "o[/i]"), "--to", "voc"], capsys)
+    assert code == 0 and f"{tmp_path / 'o[/i]'}: 3 images, 4 objects as voc" in out, err
+    code, out, err = run(["data", "anchors", str(odd)], capsys)
+    assert code == 0 and "  [bold]cell[/bold]: 2 boxes" in out, err

@@ -75,6 +75,19 @@ def test_a_bad_value_is_one_line_with_exit_2(args, expected):
     assert expected in stderr and "Value error" not in stderr
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["data", "convert", "a", "b"], "Missing option '--to' (choose from: coco, voc, yolo)"),
+    (["export", "c", "--out", "o"], "Missing option '--format' / '-f' (choose from: onnx, openvino)"),
+    (["quantize", "m", "--calib", "c", "--val", "v", "--out", "o"],
+     "Missing option '--backend' (choose from: onnxruntime, openvino)"),
+    (["data", "synth", "--out", "o"], "Missing option '--task' (choose from: detect, "),
+])
+def test_a_missing_choice_option_is_one_line_listing_the_choices(args, expected):
+    code, _, stderr = run_cli(args)
+    assert code == 2 and stderr.count("\n") == 1 and stderr.startswith("leanvision: error: "), stderr
+    assert expected in stderr and "\t" not in stderr
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
     """One image of the model's input size: one tile, so the model's own NMS is all there is."""
@@ -106,6 +119,16 @@ def test_predict_conf_iou_max_det_override_the_card(model_dir, image, tmp_path):
                 bx, by, bw, bh = b["bbox"]
                 # Disjoint, up to the 0.01 px rounding of the JSON.
                 assert min(ax + aw, bx + bw) <= max(ax, bx) + 0.02 or min(ay + ah, by + bh) <= max(ay, by) + 0.02
+
+
+def test_predict_max_det_caps_each_image_not_each_tile(model_dir, tmp_path):
+    """A 260x240 image is 4 tiles of the 224x200 model: the cap holds for the merged image (a
+    cap per tile alone gave 1, 4, 5 detections here; the pipeline test checks which are kept)."""
+    path = tmp_path / "four_tiles.png"
+    assert cv2.imwrite(str(path), np.random.default_rng(2).integers(0, 255, (240, 260, 3), dtype=np.uint8))
+    assert len(_detections(model_dir, path, tmp_path / "all.json", "--max-det", "300")) > 3
+    for cap in (1, 2, 3):
+        assert len(_detections(model_dir, path, tmp_path / f"{cap}.json", "--max-det", str(cap))) == cap
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_predict_command_writes_counts_density_maps_and_heat_maps(onnx_model, la
     assert list(density.shape) == result["density"]["shape"]
     assert result["count"] == pytest.approx(float(density.sum(dtype=np.float64)), abs=1e-3)
     assert (out / "crowd_large.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((out / "summary.json").read_text())["images"] == 1 and "1 images (0 failed)" in stdout
+    assert json.loads((out / "summary.json").read_text())["images"] == 1 and "1 image (0 failed)" in stdout
 
 
 def test_predict_one_image_to_a_json_file(onnx_model, large_crowd, tmp_path):

@@ -55,6 +55,43 @@ def hostile_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def hostile_tiff(path: Path, side: int) -> Path:
+    """A valid baseline RGB TIFF declaring side x side pixels in one small deflate strip
+    (written by hand: tifffile would write the declared pixels)."""
+    strip = zlib.compress(bytes(4096))
+    ifd, bits = 8, 8 + 2 + 9 * 12 + 4
+    data = bits + 6
+    entries = [(256, 4, side), (257, 4, side), (258, 3, bits), (259, 3, 8), (262, 3, 2), (273, 4, data),
+               (277, 3, 3), (278, 4, side), (279, 4, len(strip))]
+    out = b"II*\x00" + struct.pack("<IH", ifd, len(entries))
+    for tag, kind, value in entries:
+        count = 3 if tag == 258 else 1
+        out += struct.pack("<HHI", tag, kind, count) + struct.pack("<HH" if kind == 3 and count == 1 else "<I",
+                                                                   *((value, 0) if kind == 3 and count == 1 else (value,)))
+    path.write_bytes(out + struct.pack("<I", 0) + struct.pack("<HHH", 8, 8, 8) + strip)
+    return path
+
+
+def hostile_bmp(path: Path, side: int) -> Path:
+    """A 24-bit BMP header declaring side x side pixels, followed by a few bytes."""
+    info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 24, 0, 16, 2835, 2835, 0, 0)
+    path.write_bytes(struct.pack("<2sIHHI", b"BM", 70, 0, 0, 54) + info + bytes(16))
+    return path
+
+
+def hostile_webp(path: Path, side: int) -> Path:
+    """A small extended (VP8X) WebP whose canvas size says side x side."""
+    image = Image.fromarray(_rgb())
+    exif = image.getexif()
+    exif[0x0112] = 1
+    image.save(path, format="WEBP", exif=exif)  # EXIF makes Pillow write the VP8X header
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"VP8X"
+    data[24:30] = (side - 1).to_bytes(3, "little") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _pil(mode: str, fmt: str, **kwargs) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         image = Image.fromarray(_rgb())
@@ -72,6 +109,10 @@ def _exif_rotated(path: Path) -> None:
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     image.save(path, format="JPEG", quality=95, exif=exif)
+
+
+def assert_written(ok: bool) -> None:
+    assert ok
 
 
 # name -> (writer, displayed (w, h) if readable else a fragment of the one-line refusal)
@@ -93,6 +134,11 @@ CASES: dict[str, tuple[Callable[[Path], None], tuple[int, int] | str]] = {
     "alpha.png": (_pil("RGBA", "PNG"), (W, H)),
     "exif_rotated.jpg": (_exif_rotated, (H, W)),
     "hostile.png": (lambda p: hostile_png(p, 100000, 100000), "100000x100000"),
+    "hostile.tif": (lambda p: hostile_tiff(p, 100000), "header declares a 100000x100000 image"),
+    "hostile.bmp": (lambda p: hostile_bmp(p, 100000), "header declares a 100000x100000 image"),
+    "hostile.webp": (lambda p: hostile_webp(p, 100000), "header declares a 100000x100000 image"),
+    "ok.bmp": (lambda p: assert_written(cv2.imwrite(str(p), cv2.cvtColor(_rgb(), cv2.COLOR_RGB2BGR))), (W, H)),
+    "ok.webp": (lambda p: Image.fromarray(_rgb()).save(p, format="WEBP", lossless=True), (W, H)),
 }
 BAD = sorted(n for n, (_, want) in CASES.items() if isinstance(want, str))
 GOOD = sorted(n for n, (_, want) in CASES.items() if not isinstance(want, str))

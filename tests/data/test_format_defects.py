@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from leanvision.core import DataError, Detections
+from leanvision.core.errors import plural
 from leanvision.data.formats import (
     DetectionSet,
     Format,
@@ -41,14 +42,22 @@ def files_under(path: Path) -> list[str]:
 
 def assert_no_crash(path: Path, tmp: Path, *, problem: str) -> None:
     """`check` reports `problem` (exit 1), `convert` refuses it (exit 2, nothing written),
-    `stats` describes the readable part (exit 0)."""
+    `stats` describes the readable part and names what it left out (exit 1)."""
     code, out, err = run_cli(["data", "check", str(path)])
     assert code == 1 and problem in out, (out, err)
     code, out, err = run_cli(["data", "convert", str(path), str(tmp / "dst"), "--to", "yolo"])
     assert code == 2 and "nothing written" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp / "dst").exists()
+    assert_stats_leave_out(path, tmp, problem)
+
+
+def assert_stats_leave_out(path: Path, tmp: Path, problem: str) -> None:
+    """`data stats` describes the readable part, names each problem on stderr, exits 1."""
     code, out, err = run_cli(["data", "stats", str(path), "--out", str(tmp / "stats")])
-    assert code == 0, err
+    assert code == 1 and f"left out: {path}" in err and problem in err, (out, err)
+    (stats,) = json.loads((tmp / "stats" / "stats.json").read_text()).values()
+    assert f"left out: {plural(len(stats['left_out']), 'problem')} (listed above" in out
+    assert any(problem in line for line in stats["left_out"])
 
 
 # --- 1. nothing is written outside DST ---------------------------------------------------------
@@ -86,6 +95,48 @@ def test_writers_refuse_a_symlink_leading_out_of_dst(tmp_path, fmt, folder):
     with pytest.raises(DataError, match="symlink"):
         write_detection(DetectionSet(("a",), [record], tmp_path / "src"), tmp_path / "dst", fmt)
     assert files_under(tmp_path / "elsewhere") == []
+
+
+def test_an_image_symlink_leading_out_of_the_source_is_a_problem_never_copied(tmp_path, tiny_coco):
+    outside = tmp_path / "out2.jpg"
+    (tiny_coco / "images" / "img_2.jpg").rename(outside)
+    (tiny_coco / "images" / "img_2.jpg").symlink_to(Path("..", "..", "out2.jpg"))
+    code, out, _ = run_cli(["data", "check", str(tiny_coco)])
+    assert code == 1 and "img_2.jpg: image file leads outside the dataset folder through a symlink" in out
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo"])
+    assert code == 2 and "leads outside the dataset folder through a symlink" in err
+    assert not (tmp_path / "dst").exists()
+    code, out, _ = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "dst"), "--to", "yolo", "--skip-bad"])
+    assert code == 1 and "left out: 1 image, 2 objects" in out
+    assert files_under(tmp_path / "dst" / "images") == ["img_1.jpg", "img_3.jpg"]
+    assert not any(p.is_symlink() for p in (tmp_path / "dst").rglob("*"))
+
+
+def test_writers_place_an_images_bytes_never_a_copied_symlink(tmp_path, tiny_coco):
+    """A symlink inside the dataset is fine, and DST gets the file it names, not the link
+    (os.link on Linux links a symlink itself: a relative one would dangle in DST)."""
+    (tiny_coco / "store").mkdir()
+    (tiny_coco / "images" / "img_2.jpg").rename(tiny_coco / "store" / "img_2.jpg")
+    (tiny_coco / "images" / "img_2.jpg").symlink_to(Path("..", "store", "img_2.jpg"))
+    assert run_cli(["data", "check", str(tiny_coco)])[0] == 0
+    for fmt in ("coco", "voc", "yolo"):
+        code, _, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / f"to_{fmt}"), "--to", fmt])
+        assert code == 0, err
+        (placed,) = (tmp_path / f"to_{fmt}").rglob("img_2.jpg")
+        assert not placed.is_symlink() and placed.read_bytes() == (tiny_coco / "store" / "img_2.jpg").read_bytes()
+
+
+def test_a_symlink_dst_is_refused_in_one_line_leaving_nothing(tmp_path, tiny_coco):
+    (tmp_path / "out").mkdir()
+    link = tmp_path / "out" / "link"
+    link.symlink_to("target")  # dangling
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(link), "--to", "yolo"])
+    assert code == 2 and err.count("\n") == 1 and "the output path is a symlink (to 'target')" in err, err
+    (tmp_path / "out" / "target").mkdir()  # a folder behind the link: refused the same way
+    code, _, err = run_cli(["data", "convert", str(tiny_coco), str(link), "--to", "yolo"])
+    assert code == 2 and "is a symlink" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["link", "target"]
+    assert link.is_symlink() and files_under(tmp_path / "out" / "target") == []
 
 
 def test_imagefolder_writer_refuses_a_class_that_escapes(tmp_path):
@@ -177,8 +228,7 @@ def assert_counting_problem(root: Path, tmp: Path, where: str) -> None:
     assert len(dataset.images) == 1 and any(where in str(i) for i in dataset.issues)
     code, out, _ = run_cli(["data", "check", str(root)])
     assert code == 1 and where in out
-    code, _, err = run_cli(["data", "stats", str(root), "--out", str(tmp / "stats")])
-    assert code == 0, err
+    assert_stats_leave_out(root, tmp, where)
 
 
 # --- 3. convert: the clean whole, or nothing, or an exact account -------------------------------
@@ -210,6 +260,30 @@ def test_bad_box_is_refused_or_dropped_never_written(tmp_path, tiny_coco, bbox, 
     assert code == 1 and "3 images, 3 objects" in out and "left out: 0 images, 1 object" in out and reason in err
     values = np.loadtxt(tmp_path / "dst" / "labels" / "img_2.txt", ndmin=2)[:, 1:]
     assert len(values) == 1 and (values >= 0).all() and (values <= 1).all()
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("file_name", "../../escape/x.jpg", "leads outside the dataset folder"),
+    ("file_name", "/tmp/abs/x.jpg", "is an absolute path"),
+    ("file_name", "a\\b.jpg", "holds a backslash"),
+    ("file_name", None, "file name must be a non-empty string"),
+    ("width", "wide", "image 1 (img_1.jpg): width: not a number: 'wide'"),
+])
+def test_an_image_entry_left_out_counts_its_objects(tmp_path, tiny_coco, field, value, reason):
+    edit_coco(tiny_coco, lambda d: d["images"][0].update({field: value}))  # image 1: 2 objects
+    code, out, err = run_cli(["data", "convert", str(tiny_coco), str(tmp_path / "acc"), "--to", "coco", "--skip-bad"])
+    assert code == 1 and reason in err, err
+    assert "2 images, 2 objects as coco" in out and "left out: 1 image, 2 objects (1 problem" in out
+
+
+def test_a_voc_file_left_out_counts_its_objects(tmp_path, tiny_coco):
+    convert_detection(tiny_coco, tmp_path / "voc", Format.VOC)
+    xml = tmp_path / "voc" / "Annotations" / "img_1.xml"
+    xml.write_text(xml.read_text().replace("<filename>img_1.jpg</filename>", "<filename>../../x</filename>"))
+    code, out, err = run_cli(["data", "convert", str(tmp_path / "voc"), str(tmp_path / "acc"), "--to", "coco",
+                              "--skip-bad"])
+    assert code == 1 and "'../../x' leads outside the dataset folder" in err
+    assert "2 images, 2 objects as coco" in out and "left out: 1 image, 2 objects (1 problem" in out
 
 
 def test_labels_stating_the_wrong_image_size_are_refused(tmp_path, tiny_coco):

@@ -91,6 +91,29 @@ def test_truncated_jpeg_in_bands_is_a_data_error_naming_the_file(tmp_path, tall)
     assert err.value.path == str(truncated) and "\n" not in str(err.value)
 
 
+def enlarged_jpeg(path, source, side):
+    """`source`'s JPEG with its frame header (SOF0) saying side x side: the scan data ends long
+    before the rows the header declares, but the file still ends with an EOI marker."""
+    data = bytearray(source.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("reader", [{"options": BANDS}, {"kind": "pyvips"}])
+def test_a_jpeg_header_declaring_more_rows_than_its_data_is_truncated_in_bands_too(tmp_path, tall, reader):
+    """libvips only warns of scan data ending early, and fail_on="error" passed the missing
+    rows as grey: `predict` read such a file above band_above_mb while `data check` refused it."""
+    from leanvision.data.images import verify_image
+
+    path = enlarged_jpeg(tmp_path / "enlarged.jpg", tall, 2000)
+    with pytest.raises(DataError) as err, open_reader(path, **reader) as opened:
+        for tile in plan_grid(*opened.size, window=500, out_size=250):
+            opened.read(*tile.window, tile.out_w, tile.out_h)
+    assert err.value.message == verify_image(path) == "the file is truncated"
+
+
 def test_band_bound_must_not_be_negative():
     with pytest.raises(ConfigError, match="band_above_mb=-1"):
         ReaderOptions(band_above_mb=-1)

@@ -108,6 +108,18 @@ def test_a_plain_predictor_gives_the_same_detections(images):
         assert_same(plain.results[path].detections, staged.results[path].detections)
 
 
+def test_max_detections_caps_each_merged_image_keeping_the_highest_scores(images):
+    """`predict --max-det`: the cap is per image (25 tiles, 20 blobs here), after the merge."""
+    merge = MergeOptions(max_detections=5)
+    summary = run_pipeline(BlobPredictor(blob_card(INPUT_HW)), images[:1], options=PipelineOptions(tiling=TILING, merge=merge))
+    full, _ = by_hand(images[0], TILING, MergeOptions())
+    (dets,) = [r.detections for r in summary.results.values()]
+    assert len(full) == 20 and len(dets) == 5
+    np.testing.assert_array_equal(np.sort(dets.scores), np.sort(full.scores)[-5:])
+    with pytest.raises(ConfigError, match="max_detections must be at least 1"):
+        MergeOptions(max_detections=0)
+
+
 def test_an_object_cut_by_a_tile_border_yields_one_detection(tmp_path):
     # One row of windows 256 px wide at x = 0, 192, 344 (overlap 64: keep regions meet at
     # x = 224). The blob is wider than the overlap: each tile sees part of it.

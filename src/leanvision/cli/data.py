@@ -108,16 +108,26 @@ def stats(
     path: Path = typer.Argument(..., help="A dataset, or a folder of datasets."),
     out_dir: Path = typer.Option(..., "--out", help="Where stats.json and the PNG plots go."),
 ) -> None:
-    """Describe a dataset: class long tail, box sizes and aspect ratios, as plots + stats.json."""
+    """Describe a dataset: class long tail, box sizes and aspect ratios, as plots + stats.json.
+
+    Exit code 1 when labels had to be left out (listed on stderr and in stats.json; the
+    statistics describe the rest), as `data check` does."""
     from leanvision.data.stats import dataset_stats
 
     result = dataset_stats(path, out_dir)
+    left_out = [issue for s in result.values() for issue in s["left_out"]]
+    for issue in left_out:
+        console.print(f"left out: {issue}", highlight=False, soft_wrap=True)
     for name, s in result.items():
         noun = next((n for n in ("objects", "people") if n in s), None)
         counted = plural(s[noun], *_NOUNS[noun]) if noun else plural(s["images"], "item")
         out.print(f"{name} ({s['task']}, {s['format']}): {plural(s['images'], 'image')}, {counted}; "
-                  f"plots: {', '.join(s['plots'])}", markup=False, highlight=False)
-    out.print(f"wrote {out_dir / 'stats.json'}")
+                  f"plots: {', '.join(s['plots'])}", highlight=False)
+    out.print(f"wrote {out_dir / 'stats.json'}", highlight=False)
+    if left_out:
+        out.print(f"left out: {plural(len(left_out), 'problem')} (listed above; `leanvision data check` lists "
+                  "every problem, images included)", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -151,11 +161,11 @@ def anchors(
         if not len(boxes):
             raise DataError("the dataset has no boxes: nothing to fit anchors to", path=path)
         result = fit_anchors(boxes, labels, dataset.classes, threshold=threshold, **model)
-        out.print(f"{result.boxes} boxes; an anchor at IoU >= {threshold:g}: {result.coverage_before:.1%} with the "
+        out.print(f"{plural(result.boxes, 'box', 'boxes')}; an anchor at IoU >= {threshold:g}: {result.coverage_before:.1%} with the "
                   f"{'recipe' if recipe else 'default'} anchors, {result.coverage_after:.1%} with fitted ones "
                   f"(sizes x{result.factor:.3g}, ratios {list(result.ratios)})")
         for name, row in result.per_class.items():
-            out.print(f"  {name}: {row['boxes']} boxes, median {row['median_px']:g} px: {row['before']:.1%} -> "
+            out.print(f"  {name}: {plural(row['boxes'], 'box', 'boxes')}, median {row['median_px']:g} px: {row['before']:.1%} -> "
                       f"{row['after']:.1%}", markup=False, highlight=False)
         out.print("fitted anchors as recipe overrides (model.overrides):", markup=False)
         out.print(yaml.safe_dump(result.overrides(), default_flow_style=None, sort_keys=False).rstrip(),

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from leanvision.cli.ui import out, progress_bar
+from leanvision.core.errors import plural
 
 
 def _table(summary: dict) -> Table:
@@ -37,7 +38,8 @@ def demo(
     out.print(_table(summary))
     verdict = "within" if summary["drop"] <= summary["max_drop"] else "NOT within"
     out.print(f"INT8 vs FP32: {summary['speedup']:.2f}x slides/s, mAP@0.5 drop {summary['drop']:.2f} points "
-              f"({verdict} the {summary['max_drop']} point budget; {len(summary['kept_fp32_layers'])} layers kept FP32)")
+              f"({verdict} the {summary['max_drop']} point budget; {plural(len(summary['kept_fp32_layers']), 'layer')} "
+              "kept FP32)")
     out.print(f"machine: {summary['machine']}")
     out.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
     out.print(f"report: {summary['bench_html']}")

@@ -10,6 +10,7 @@ nothing (`ui.finish_batch`); `data check` exits 1 when it found problems.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import typer
@@ -96,10 +97,24 @@ def _given(args: list[str], opts: list[str]) -> str | None:
     return value
 
 
+# Click lists the choices of a missing option one per line: "Missing option '--to'. Choose
+# from:\n\tcoco,\n\tvoc,\n\tyolo".
+_CHOOSE_FROM = re.compile(r"\.?\s*Choose from:\s*(?P<choices>.*)$", re.DOTALL)
+
+
+def _one_line(message: str) -> str:
+    """A usage message on one line: choices listed inline, whitespace runs made one space."""
+    match = _CHOOSE_FROM.search(message)
+    if match is not None:
+        choices = ", ".join(c.strip() for c in match["choices"].rstrip(". \n").split(",") if c.strip())
+        message = f"{message[: match.start()]} (choose from: {choices})"
+    return " ".join(message.split())
+
+
 def _usage_message(exc: typer.TyperException, args: list[str]) -> str:
-    """Click's message, without the validator's "Value error, " prefix, naming the bad value
-    when the message does not (range checks say only "Input should be ... 1")."""
-    message = exc.format_message().replace("Value error, ", "")
+    """Click's message on one line, without the validator's "Value error, " prefix, naming
+    the bad value when the message does not (range checks say only "Input should be ... 1")."""
+    message = _one_line(exc.format_message().replace("Value error, ", ""))
     opts = list(getattr(getattr(exc, "param", None), "opts", None) or [])
     value = _given(args, opts) if opts else None
     if value is not None and repr(value) not in message:

@@ -5,9 +5,10 @@ The work is `leanvision.compression.quantize.quantize`; this command parses the 
 every layer INT8 and the saved model, throughput side by side on this CPU, the layers kept
 in FP32, and every warning (INT8 not faster, budget not reached, bf16 unavailable).
 
-Exit codes: 0; 1 when calibration or validation images could not be read and were skipped
-(the model is written, calibrated and scored on the others; the files are named in a
-one-line account on stderr and in quant_report.json): a batch that skipped items exits 1,
+Exit codes: 0; 1 when calibration or validation images could not be read and were skipped,
+or labels of the validation set were left out (the model is written, calibrated and scored
+on the others; the files are named in a one-line account on stderr, the images also in
+quant_report.json): a batch that skipped items exits 1,
 as `predict` and `val` do, so a script notices a calibration smaller than asked; 2 on bad
 input.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import console, finish_batch, json_option, json_result, out, progress_bar
+from leanvision.cli.ui import finish_batch, json_option, json_result, out, progress_bar, warn
 from leanvision.compression.quantize.options import (
     CalibSelect,
     Fallback,
@@ -29,6 +30,7 @@ from leanvision.compression.quantize.options import (
     QuantizeOptions,
 )
 from leanvision.core import ConfigError, ModelCard, Task
+from leanvision.core.errors import plural
 from leanvision.runtime.engines.base import Backend
 
 _DEFAULTS = QuantizeOptions()
@@ -114,9 +116,19 @@ def quantize(
         emit(result.report)
     calibration, validation = result.report["calibration"], result.report["validation"]
     skipped = [_split(text) for text in calibration["skipped"] + validation["skipped"]]
-    total = calibration["files"] + validation["files"]
-    finish_batch(skipped, done=max(1, total - len(skipped)), noun="image", total=total,
-                 listed_in=result.out / "quant_report.json")
+    labels = _left_out_labels(val, model_dir)
+    total = calibration["files"] + validation["files"] + len(labels)
+    finish_batch(skipped + labels, done=max(1, total - len(skipped) - len(labels)),
+                 noun="item" if labels else "image", total=total, listed_in=result.out / "quant_report.json")
+
+
+def _left_out_labels(val: Path, model_dir: Path) -> list[tuple[str, str]]:
+    """(file, reason) of the labels of `val` that scoring left out (a bad box, an unsafe file
+    name): the report counts unreadable images only, and a smaller validation set than the
+    user gave must not pass silently."""
+    from leanvision.data.labelled import load_labelled_set
+
+    return [(issue.path, issue.reason) for issue in load_labelled_set(val, ModelCard.load(model_dir)).issues]
 
 
 def _warn_fraction_like(max_drop: float | None, model_dir: Path) -> None:
@@ -143,7 +155,7 @@ def _print(result) -> None:
     worse = lambda score: metric.drop(result.fp32_score, score)  # noqa: E731
     say(f"{metric.label}: FP32 {result.fp32_score:.4f} | INT8 all layers {result.int8_all_score:.4f} "
         f"(worse by {worse(result.int8_all_score):+.2f} {metric.unit}) | saved {result.score:.4f} "
-        f"(worse by {result.drop:+.2f} {metric.unit}, {len(result.kept_layers)} layers FP32, "
+        f"(worse by {result.drop:+.2f} {metric.unit}, {plural(len(result.kept_layers), 'layer')} FP32, "
         f"precision {result.card.precision.value})")
     if result.throughput:
         base = result.throughput.get("FP32") or float("nan")
@@ -159,5 +171,5 @@ def _print(result) -> None:
     if result.kept_layers:
         say(f"FP32 layers: {', '.join(result.kept_layers)}")
     for warning in result.warnings:
-        console.print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
+        warn(warning)
     say(f"report: {result.out / 'quant_report.html'}")

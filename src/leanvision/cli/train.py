@@ -1,4 +1,9 @@
-"""`leanvision train`: run a training recipe, or resume a run."""
+"""`leanvision train`: run a training recipe, or resume a run.
+
+Exit codes: 0; 1 when images or labels were left out of the data (corrupt, missing, bad
+labels: warned about as they are found, then named in a one-line account on stderr and
+listed in the `--json` result; the model is trained on the rest), as in every batch
+command; 2 on bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from pathlib import Path
 
 import typer
 
-from leanvision.cli.ui import json_option, json_result, out
+from leanvision.cli.ui import EXIT_SKIPPED, json_option, json_result, out, skip_account
+from leanvision.core.errors import plural
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +30,9 @@ def train(
         None, "--resume", help="Continue a run from its directory (last.pt) or a checkpoint; ends as an uninterrupted run would."),
     json_out: Path | None = json_option(),
 ) -> None:
-    """Train a detection or counting model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml."""
+    """Train a detection or counting model; writes last.pt, best.pt, metrics.csv/.jsonl and config.yaml.
+
+    Exit code 1 when images or labels were left out (named on stderr)."""
     from leanvision.core.resources import keep_freed_memory
     from leanvision.training import load_config, resume_config
     from leanvision.training import train as run_training
@@ -45,10 +53,13 @@ def train(
             extra = "".join(f", {name} {result.best_metrics[key]:.4f}" for key, name in _BEST_ALSO.items()
                             if key in result.best_metrics)
             best = f"best val {label} {result.best:.4f} (epoch {result.best_epoch}{extra})"
-        out.print(f"{result.run_dir}: {result.epochs} epochs, {best}; last.pt, best.pt, metrics.csv")
-        if result.skipped:
-            out.print(f"{len(result.skipped)} images or labels were skipped (see the warnings above)")
+        out.print(f"{result.run_dir}: {plural(result.epochs, 'epoch')}, {best}; last.pt, best.pt, metrics.csv",
+                  highlight=False)
         emit({"run_dir": str(result.run_dir), "epochs": result.epochs, "metric": result.metric,
               "best": result.best, "best_map50": result.best_map50, "best_epoch": result.best_epoch,
               "best_metrics": result.best_metrics,
               "last_metrics": result.last_metrics, "skipped": [str(issue) for issue in result.skipped]})
+    if result.skipped:
+        account = skip_account([(issue.path, issue.reason) for issue in result.skipped], noun="item")
+        typer.echo(f"leanvision: warning: {account}; trained on the rest", err=True)
+        raise typer.Exit(EXIT_SKIPPED)

@@ -23,6 +23,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -36,11 +37,14 @@ from rich.progress import (
 from leanvision.core.errors import DataError, plural
 from leanvision.core.io import atomic_write_text
 
-console = Console(stderr=True)
+# Rich markup is off: the text printed holds file names, label values and class names, in
+# which "[/b]" is a closing tag (a MarkupError) and "[nan, 3, 18, 27]" a style that vanishes.
+# A print that styles its own words passes markup=True and `escape`s what the user wrote.
+console = Console(stderr=True, markup=False)
 # Piped or logged, rich would wrap at 80 columns and split one warning over two lines, which
 # breaks grep: off a terminal, each message stays one line.
 console.soft_wrap = not console.is_terminal
-out = Console(soft_wrap=True)  # never wrap results: users grep and parse them
+out = Console(soft_wrap=True, markup=False)  # never wrap results: users grep and parse them
 
 JSON_STDOUT = "-"
 EXIT_SKIPPED = 1
@@ -54,7 +58,7 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
     The bar is hidden when stderr is not a terminal (CI logs stay clean).
     """
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=True, disable=not console.is_terminal,
     )
@@ -109,6 +113,11 @@ def json_result(target: Path | None) -> Iterator[Callable[[dict], None]]:
         return
     with contextlib.redirect_stdout(sys.stderr):
         yield emit
+
+
+def warn(text: str) -> None:
+    """`warning: TEXT` on stderr, the word in yellow on a terminal; TEXT printed as written."""
+    console.print(f"[yellow]warning[/]: {escape(text)}", markup=True, highlight=False)
 
 
 def skip_account(skipped: Sequence[tuple[object, str]], *, noun: str, total: int | None = None,

@@ -111,11 +111,27 @@ def replace_dir(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_output_dir(out: Path, *, allowed: frozenset[str], what: str) -> None:
-    """ConfigError unless `out` can become (or be replaced by) a directory of `what`: it is
-    absent, or a directory holding only `allowed` file names; its parent is created."""
+def refuse_symlink(out: Path) -> None:
+    """ConfigError if the output path `out` is itself a symlink (dangling or not).
+
+    A directory is replaced by swapping a staging sibling in its place: for a symlink that
+    swap would move the link, not the folder it names, and leave it beside `out` (a folder
+    on the way to `out` may be a symlink: only the last component is swapped).
+    """
     from leanvision.core.errors import ConfigError
 
+    if out.is_symlink():
+        raise ConfigError(f"the output path is a symlink (to {os.readlink(out)!r}); give the folder itself, "
+                          "or a new path", path=out)
+
+
+def check_output_dir(out: Path, *, allowed: frozenset[str], what: str) -> None:
+    """ConfigError unless `out` can become (or be replaced by) a directory of `what`: it is
+    absent, or a directory holding only `allowed` file names, and not a symlink; its parent
+    is created."""
+    from leanvision.core.errors import ConfigError
+
+    refuse_symlink(out)
     if out.exists() and not out.is_dir():
         raise ConfigError("the output path exists and is not a directory", path=out)
     if out.is_dir():
@@ -157,6 +173,10 @@ def remove_stale_staging(out: Path) -> list[Path]:
     removed = []
     pattern = f".{glob.escape(out.name)}.{'?' * 8}{_STAGING_SUFFIX}"
     for stale in sorted(out.parent.glob(pattern)):
+        if stale.is_symlink():  # a symlink `out` swapped in by a version that did not refuse one
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+            continue
         fd = _try_lock(stale)
         if fd is None:
             continue
@@ -175,9 +195,13 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
     It is locked while this process lives, and staging siblings left by writers that were
     killed are removed first: a killed run leaves nothing behind after the next one.
+
+    Raises:
+        ConfigError: `out` is a symlink (`refuse_symlink`), or the staging folder cannot be made.
     """
     from leanvision.core.errors import ConfigError
 
+    refuse_symlink(out)
     remove_stale_staging(out)
     try:
         fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=_NEW_SUFFIX, dir=out.parent))

@@ -6,7 +6,8 @@ Checks, per dataset found under the given directory (itself or its train/, val/,
 - image size stated in the labels differing from the file;
 - boxes outside the image or of zero or negative width / height, shown as their label file
   writes them; points outside the image;
-- image file names that lead outside the dataset folder (`..`, absolute; from the readers);
+- image file names that lead outside the dataset folder (`..`, absolute; from the readers),
+  and image files reached through a symlink leading outside it (`images.escape_problem`);
 - masks of the wrong size or with values that are neither a class nor the ignore index.
 Decoding runs in a thread pool (the decoders release the GIL).
 """
@@ -32,7 +33,7 @@ from leanvision.data.formats import (
     find_datasets,
     read_dataset,
 )
-from leanvision.data.images import read_size, verify_image
+from leanvision.data.images import escape_problem, read_size, verify_image
 
 
 @dataclass
@@ -66,7 +67,8 @@ def check(path: Path, *, workers: int = 2, progress: ProgressFn | None = None) -
 
 
 def _check_dataset(path: Path, fmt: Format, dataset, workers: int, progress: ProgressFn | None) -> DatasetReport:
-    jobs = list(_image_jobs(dataset))
+    roots = (path if path.is_dir() else path.parent, dataset.image_root)
+    jobs = list(_image_jobs(dataset, roots))
     issues = list(dataset.issues)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for done, found in enumerate(pool.map(lambda job: job(), jobs), start=1):
@@ -88,19 +90,32 @@ def _counts(dataset) -> tuple[int, int]:
 Job = Callable[[], list[Issue]]
 
 
-def _image_jobs(dataset) -> Iterator[Job]:
+def _image_jobs(dataset, roots: tuple[Path, ...]) -> Iterator[Job]:
+    """One job per image; an image reached through a symlink leading outside `roots` (the
+    dataset folder, its image folder) is that problem alone: it is not the dataset's file."""
     if isinstance(dataset, DetectionSet):
         for record in dataset.images:
-            yield lambda r=record: _check_detection_image(dataset.image_path(r), r)
+            path = dataset.image_path(record)
+            yield _outside(path, roots) or (lambda p=path, r=record: _check_detection_image(p, r))
     elif isinstance(dataset, CountingSet):
         for record in dataset.images:
-            yield lambda r=record: _check_points_image(dataset.image_root / r.file_name, r.width, r.height, r.points)
+            path = dataset.image_root / record.file_name
+            yield _outside(path, roots) or (
+                lambda p=path, r=record: _check_points_image(p, r.width, r.height, r.points))
     elif isinstance(dataset, ClassificationSet):
         for rel, _ in dataset.items:
-            yield lambda p=dataset.image_root / rel: _decode_issues(p)
+            path = dataset.image_root / rel
+            yield _outside(path, roots) or (lambda p=path: _decode_issues(p))
     elif isinstance(dataset, SegmentationSet):
         for image_rel, mask_rel in dataset.items:
-            yield lambda i=image_rel, m=mask_rel: _check_mask(dataset, i, m)
+            yield _outside(dataset.image_root / image_rel, roots) or (
+                lambda i=image_rel, m=mask_rel: _check_mask(dataset, i, m))
+
+
+def _outside(image_path: Path, roots: tuple[Path, ...]) -> Job | None:
+    """A job reporting that `image_path` leads outside `roots`, or None if it does not."""
+    problem = escape_problem(image_path, roots)
+    return None if problem is None else (lambda: [Issue(str(image_path), problem)])
 
 
 def _decode_issues(image_path: Path) -> list[Issue]:

@@ -11,7 +11,7 @@ costs milliseconds per image for sizes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,22 @@ def list_images(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
         if path.is_file() and is_image(path) and not path.name.startswith("."):
             yield path
+
+
+def escape_problem(path: Path, roots: Iterable[Path]) -> str | None:
+    """Why the image file at `path` is not a file of the dataset in `roots`, or None.
+
+    A symlink (the file itself, or a folder on its way) resolving outside every root would
+    make `data convert` place a file from elsewhere, and is refused like a `..` name. A
+    symlinked image folder (`images -> /data/store`) is one of the roots, so its files pass.
+    A missing target is not reported here: it is a missing image.
+    """
+    if not path.exists():
+        return None
+    real = path.resolve()
+    if any(real.is_relative_to(root.resolve()) for root in roots):
+        return None
+    return f"image file leads outside the dataset folder through a symlink (to {str(real)!r})"
 
 
 def read_size(path: Path) -> tuple[int, int]:

@@ -163,11 +163,16 @@ def plot_stats(stats: dict, out: Path, prefix: str) -> list[Path]:
 
 
 def dataset_stats(path: Path, out: Path) -> dict:
-    """Stats of every dataset at or under `path`, written to `out/stats.json` + PNG plots."""
+    """Stats of every dataset at or under `path`, written to `out/stats.json` + PNG plots.
+
+    Labels the reader had to leave out (`Issue`s: a bad box, an unsafe file name) are not in
+    the statistics; each dataset's `left_out` lists them, one line each.
+    """
     result = {}
     for ds_path, fmt in find_datasets(path):
         dataset = read_dataset(ds_path, fmt)
         stats = _STATS[type(dataset)](dataset) | {"format": str(fmt)}
+        stats["left_out"] = [str(issue) for issue in getattr(dataset, "issues", ())]
         name = ds_path.name if ds_path != path else "dataset"
         prefix = "" if ds_path == path else f"{name}_"
         stats["plots"] = [p.name for p in plot_stats(stats, out, prefix)]

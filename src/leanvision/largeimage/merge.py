@@ -62,16 +62,21 @@ class MergeOptions(Config):
         threshold: two boxes match when metric > threshold.
         class_agnostic: match boxes of different labels too (NMM/WBF then take the label
             of the highest-scoring box).
+        max_detections: the most detections an image keeps once its tiles are merged, the
+            highest scores (`predict --max-det`); None: no cap beyond the model's per tile.
     """
 
     method: MergeMethod = MergeMethod.NMS
     metric: MatchMetric = MatchMetric.IOS
     threshold: float = 0.5
     class_agnostic: bool = False
+    max_detections: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold < 1:
             raise ConfigError(f"merge threshold must be in [0, 1), got {self.threshold}")
+        if self.max_detections is not None and self.max_detections < 1:
+            raise ConfigError(f"max_detections must be at least 1, got {self.max_detections}")
 
 
 def tiles_to_image(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,13 @@ def _image_entry(entry: object) -> tuple[int, str, int, int]:
     problem = name_problem(name)
     if problem is not None:
         raise ValueError(f"image {image_id}: {problem}")
-    return image_id, name, size_field(entry.get("width")), size_field(entry.get("height"))
+    sizes = []
+    for key in ("width", "height"):
+        try:
+            sizes.append(size_field(entry.get(key)))
+        except ValueError as exc:
+            raise ValueError(f"image {image_id} ({name}): {key}: {exc}") from None
+    return image_id, name, sizes[0], sizes[1]
 
 
 def _annotation(ann: dict, cat_to_label: dict[int, int]) -> tuple[list[float], int, bool, bool]:
@@ -110,26 +117,28 @@ def read_coco(path: Path) -> DetectionSet:
     cat_to_label, classes = _categories(data, json_path)
 
     entries: dict[int, tuple[str, int, int]] = {}
-    rejected: set[int] = set()
+    rejected: dict[int, int] = {}  # image id left out -> index of its issue, which counts its objects
     seen_names: set[str] = set()
     for entry in data["images"]:
         try:
             image_id, name, width, height = _image_entry(entry)
         except ValueError as exc:
             issues.append(Issue(where, str(exc), images=1))
-            if isinstance(entry, dict) and isinstance(entry.get("id"), int):
-                rejected.add(entry["id"])
+            if isinstance(entry, dict) and isinstance(entry.get("id"), int) and entry["id"] not in entries:
+                rejected.setdefault(entry["id"], len(issues) - 1)
             continue
         if image_id in entries:
             issues.append(Issue(where, f"duplicate image id {image_id} ({name})", images=1))
             continue
         if name in seen_names:
             issues.append(Issue(where, f"image file {name} is listed twice", images=1))
+            rejected.setdefault(image_id, len(issues) - 1)
             continue
         seen_names.add(name)
         entries[image_id] = (name, width, height)
 
     found: dict[int, list[tuple[list[float], int, bool, bool, str]]] = {i: [] for i in entries}
+    lost: dict[int, int] = {}  # image id left out -> its annotations
     seen_ann: set[int] = set()
     for ann in data.get("annotations", []):
         ann_id = ann.get("id") if isinstance(ann, dict) else None
@@ -142,7 +151,9 @@ def read_coco(path: Path) -> DetectionSet:
         seen_ann.add(ann_id)
         image_id = ann.get("image_id")
         if not isinstance(image_id, int) or image_id not in entries:
-            if not (isinstance(image_id, int) and image_id in rejected):  # its image is reported already
+            if isinstance(image_id, int) and image_id in rejected:  # left out with its image: counted there
+                lost[image_id] = lost.get(image_id, 0) + 1
+            else:
                 issues.append(Issue(where, f"annotation {ann_id} refers to unknown image id {image_id!r}",
                                     objects=1))
             continue
@@ -153,6 +164,9 @@ def read_coco(path: Path) -> DetectionSet:
             continue
         found[image_id].append((xyxy, label, crowd, difficult, f"annotation {ann_id} bbox {_xywh(ann['bbox'])}"))
 
+    for image_id, index in rejected.items():
+        if lost.get(image_id):
+            issues[index] = replace(issues[index], objects=lost[image_id])
     images = []
     for image_id, (name, width, height) in entries.items():
         boxes = found[image_id]

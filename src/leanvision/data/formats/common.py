@@ -100,13 +100,19 @@ def inside(root: Path, name: str, *, folder: str = "") -> Path:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` by hard link when on the same filesystem, else copy."""
+    """Place the content of `src` at `dst`: a hard link when on the same filesystem, else a copy.
+
+    A symlink `src` is resolved first: `os.link` on Linux links the symlink itself (link(2)
+    does not follow it), and a relative symlink copied into `dst` would point somewhere else,
+    or outside `dst`; `dst` always gets the file's bytes.
+    """
+    real = src.resolve(strict=True)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        if dst.samefile(src):
+    if dst.is_symlink() or dst.exists():
+        if not dst.is_symlink() and dst.samefile(real):
             return
         dst.unlink()
     try:
-        os.link(src, dst)
+        os.link(real, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copy2(real, dst)

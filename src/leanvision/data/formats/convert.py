@@ -1,8 +1,10 @@
 """Detection set conversion: the whole clean set or nothing, into a folder of its own.
 
 `convert_detection` reads the source, then checks what the labels alone cannot tell: each
-image file exists and its header states the size the labels give (YOLO normalises by it),
-and each box has a positive area inside its image. A source with any problem is refused
+image file exists, inside the dataset folder (not through a symlink leading out), and its
+header states the size the labels give (YOLO normalises by it), and each box has a positive
+area inside its image. Images are placed in DST as their bytes (hard link or copy), never
+as symlinks. A source with any problem is refused
 before anything is written; with `skip_bad` the clean part is written and every image and
 object left out is accounted for. The output is built in a hidden sibling folder and moved
 over DST in one rename, so DST holds one whole conversion, never a mix with older labels;
@@ -23,7 +25,7 @@ from leanvision.core.errors import plural
 from leanvision.core.io import atomic_write_text, replace_dir, staging_dir
 from leanvision.data.formats.common import Format, Issue
 from leanvision.data.formats.detection import DetectionSet, ImageRecord
-from leanvision.data.images import read_size
+from leanvision.data.images import escape_problem, read_size
 
 # Written into every conversion: what marks a DST that a new conversion may replace.
 MARKER = ".leanvision-convert.json"
@@ -57,12 +59,16 @@ class Conversion:
         return sum(i.objects for i in self.dropped)
 
 
-def _clean_record(dataset: DetectionSet, record: ImageRecord) -> tuple[ImageRecord | None, list[Issue]]:
+def _clean_record(dataset: DetectionSet, record: ImageRecord, roots: tuple[Path, ...]
+                  ) -> tuple[ImageRecord | None, list[Issue]]:
     """The record at its image's real size with only sound boxes, and the issues of the rest."""
     image_path = dataset.image_path(record)
     n = len(record.targets)
     if not image_path.is_file():
         return None, [Issue(str(image_path), "image file is missing", images=1, objects=n)]
+    escape = escape_problem(image_path, roots)
+    if escape is not None:
+        return None, [Issue(str(image_path), escape, images=1, objects=n)]
     try:
         width, height = read_size(image_path)
     except Exception as exc:  # any decoder failure is a finding, not a crash
@@ -82,13 +88,14 @@ def _clean_record(dataset: DetectionSet, record: ImageRecord) -> tuple[ImageReco
     return record.select(keep), issues
 
 
-def clean_part(dataset: DetectionSet) -> tuple[DetectionSet, list[Issue]]:
-    """The part of `dataset` a conversion can write, and every problem of the rest (reading
-    issues included), each with what it costs."""
+def clean_part(dataset: DetectionSet, folder: Path) -> tuple[DetectionSet, list[Issue]]:
+    """The part of `dataset` (read from `folder`) a conversion can write, and every problem of
+    the rest (reading issues included), each with what it costs."""
     issues = list(dataset.issues)
     records = []
+    roots = (folder, dataset.image_root)
     for record in dataset.images:
-        kept, found = _clean_record(dataset, record)
+        kept, found = _clean_record(dataset, record, roots)
         issues += found
         if kept is not None:
             records.append(kept)
@@ -125,7 +132,7 @@ def write_conversion(dataset: DetectionSet, src: Path, dst: Path, fmt: Format, *
             outside `dst`, or `dst` holds something other than a previous conversion.
             Nothing is written then.
     """
-    clean, dropped = clean_part(dataset)
+    clean, dropped = clean_part(dataset, src if src.is_dir() else src.parent)
     if dropped and not skip_bad:
         raise DataError(f"the source has {plural(len(dropped), 'problem')}, nothing written (first: {_one_line(dropped[0])}); "
                         f"`leanvision data check` lists them, --skip-bad converts the clean part", path=src)

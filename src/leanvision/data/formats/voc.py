@@ -53,19 +53,31 @@ def _object(obj: ET.Element, index: int) -> VocObject:
     return name, xyxy, difficult == "1", written
 
 
+class _LeftOut(ValueError):
+    """An XML file whose image is left out, with the objects it labels (0 if it does not parse)."""
+
+    def __init__(self, message: str, objects: int = 0) -> None:
+        super().__init__(message)
+        self.objects = objects
+
+
 def _parse(xml_path: Path, issues: list[Issue]) -> tuple[str, int, int, list[VocObject]]:
-    """One XML file; objects that cannot be read become issues, a file that cannot raises ValueError."""
+    """One XML file; objects that cannot be read become issues, a file that cannot raises `_LeftOut`."""
     try:
         root = ET.parse(xml_path).getroot()
     except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot parse VOC XML: {exc}") from None
+        raise _LeftOut(f"cannot parse VOC XML: {exc}") from None
+    labelled = sum(1 for _ in root.iter("object"))
     name = root.findtext("filename") or f"{xml_path.stem}.jpg"
     problem = name_problem(name)
     if problem is not None:
-        raise ValueError(problem)
+        raise _LeftOut(problem, labelled)
     size = root.find("size")
-    width = size_field(size.findtext("width")) if size is not None else 0
-    height = size_field(size.findtext("height")) if size is not None else 0
+    try:
+        width = size_field(size.findtext("width")) if size is not None else 0
+        height = size_field(size.findtext("height")) if size is not None else 0
+    except ValueError as exc:
+        raise _LeftOut(f"<size>: {exc}", labelled) from None
     objects = []
     for index, obj in enumerate(root.iter("object")):
         try:
@@ -85,8 +97,8 @@ def read_voc(path: Path) -> DetectionSet:
     for xml_path in sorted(ann_dir.glob("*.xml")):
         try:
             parsed.append((xml_path, *_parse(xml_path, issues)))
-        except ValueError as exc:
-            issues.append(Issue(str(xml_path), f"{exc} (image left out)", images=1))
+        except _LeftOut as exc:
+            issues.append(Issue(str(xml_path), f"{exc} (image left out)", images=1, objects=exc.objects))
     labels_path = path / LABELS_FILE
     if labels_path.exists():
         try:
@@ -101,7 +113,8 @@ def read_voc(path: Path) -> DetectionSet:
     images, seen = [], set()
     for image_id, (xml_path, name, width, height, objects) in enumerate(parsed, start=1):
         if name in seen:
-            issues.append(Issue(str(xml_path), f"image file {name} is labelled by two XML files", images=1))
+            issues.append(Issue(str(xml_path), f"image file {name} is labelled by two XML files", images=1,
+                                objects=len(objects)))
             continue
         seen.add(name)
         known = [obj for obj in objects if obj[0] in index]

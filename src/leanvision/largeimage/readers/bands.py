@@ -57,9 +57,12 @@ class JpegBands:
 
     def _open(self) -> None:
         with data_errors(self.path, "open JPEG with libvips"):
-            # fail_on="error": a truncated file is an error, not a grey band with a warning.
+            # fail_on="warning": libjpeg reports data ending before the frame its header
+            # declares ("premature end of data segment": a cut file, or a header patched
+            # larger) only as a warning, which "error" lets through as grey rows; simplejpeg's
+            # strict whole decode refuses the same file, and both paths must agree.
             image = self._vips.Image.new_from_file(
-                os.fspath(self.path), access="sequential", shrink=SHRINKS[self.eighths], fail_on="error"
+                os.fspath(self.path), access="sequential", shrink=SHRINKS[self.eighths], fail_on="warning"
             )
             self._image = image.colourspace("srgb") if image.interpretation == "cmyk" else image
         self.size = (self._image.width, self._image.height)  # (w, h) of the reduced decode

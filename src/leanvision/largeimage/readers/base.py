@@ -261,17 +261,19 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def check_decode_bytes(path: Path, shape: Sequence[int], options: ReaderOptions, how: str) -> None:
+def check_decode_bytes(path: Path, shape: Sequence[int], options: ReaderOptions, how: str, *,
+                       part: str = "image") -> None:
     """Refuse a whole-image decode larger than `options.max_decode_mb` (see `MAX_DECODE_MB`).
 
     Args:
         shape: (h, w, channels) of the decode, from the header.
         how: the library that would decode, named in the message.
+        part: what is decoded whole: the image, or one "strip" / "tile" of a TIFF.
     """
     mb = math.prod(shape) / 2**20
     if mb > options.max_decode_mb:
         raise DataError(
-            f"the header declares a {shape[1]}x{shape[0]} image, which {how} must decode whole "
+            f"the header declares a {shape[1]}x{shape[0]} {part}, which {how} must decode whole "
             f"({mb:.0f} MB), over the limit of {options.max_decode_mb} MB (max_decode_mb); "
             "convert it to a tiled TIFF or raise the limit",
             path=path,

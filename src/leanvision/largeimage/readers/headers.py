@@ -2,7 +2,9 @@
 
 The JPEG walk is written by hand because the libraries that parse EXIF either decode
 (cv2) or refuse huge images before reading the header (Pillow's pixel limit); it reads
-only the marker segments before the first scan, a few kilobytes.
+only the marker segments before the first scan, a few kilobytes. BMP and WebP sizes are
+read by hand for the same reason: Pillow refuses to say how large a header claims an image
+is once that is over its limit, and the size is what the decode limit is checked on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class ImageFormat(enum.StrEnum):
     JPEG = "jpeg"
     TIFF = "tiff"
     PNG = "png"
+    BMP = "bmp"
+    WEBP = "webp"
     OTHER = "other"
 
 
@@ -37,13 +41,17 @@ def _one_line(exc: BaseException) -> str:
 def sniff(path: Path) -> ImageFormat:
     """The format by magic bytes (not by suffix)."""
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(12)
     if head[:3] == b"\xff\xd8\xff":
         return ImageFormat.JPEG
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return ImageFormat.TIFF
-    if head == b"\x89PNG\r\n\x1a\n":
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
         return ImageFormat.PNG
+    if head[:2] == b"BM":
+        return ImageFormat.BMP
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ImageFormat.WEBP
     return ImageFormat.OTHER
 
 
@@ -139,6 +147,37 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+def bmp_size(path: Path) -> tuple[int, int]:
+    """(w, h) from the BMP DIB header (a negative height is a top-down image)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26:
+        raise DataError("the file is truncated (in its BMP header)", path=path)
+    if struct.unpack("<I", head[14:18])[0] == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        width, height = struct.unpack("<HH", head[18:22])
+    else:
+        width, height = struct.unpack("<ii", head[18:26])
+    if width <= 0 or height == 0:
+        raise DataError(f"corrupt BMP header: size {width}x{height}", path=path)
+    return width, abs(height)
+
+
+def webp_size(path: Path) -> tuple[int, int]:
+    """(w, h) from the first chunk of a WebP file: VP8 (lossy), VP8L (lossless) or VP8X (extended)."""
+    with open(path, "rb") as f:
+        head = f.read(30)
+    kind = head[12:16]
+    if kind == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if kind == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = struct.unpack("<I", head[21:25])[0]
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    raise DataError("the file is corrupt or truncated (no WebP frame header)", path=path)
+
+
 def tiff_orientation(path: Path) -> int:
     """Orientation tag of the first TIFF page (tifffile); 1 if absent or unreadable here."""
     try:
@@ -206,6 +245,10 @@ def header_size(path: Path) -> tuple[int, int]:
         return info.width, info.height
     if fmt is ImageFormat.PNG:
         return png_size(path)
+    if fmt is ImageFormat.BMP:
+        return bmp_size(path)
+    if fmt is ImageFormat.WEBP:
+        return webp_size(path)
     if fmt is ImageFormat.TIFF:
         try:
             import tifffile

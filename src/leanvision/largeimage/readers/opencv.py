@@ -1,8 +1,10 @@
 """OpenCV fallback reader: whole-image decode, reduced (IMREAD_REDUCED_*) for JPEG.
 
 OpenCV refuses images over 2^30 pixels (OPENCV_IO_MAX_IMAGE_PIXELS). This reader checks
-the header first and raises `PixelLimitError`: with an explicit `kind="opencv"` that is
-the answer (refuse); `open_reader` without `kind` falls back to pyvips for such files.
+the header first: a size whose smallest decode is over `ReaderOptions.max_decode_mb` is
+refused (`DataError`, the message of every reader); one within it but over OpenCV's limit
+raises `PixelLimitError`: with an explicit `kind="opencv"` that is the answer (refuse);
+`open_reader` without `kind` falls back to pyvips for such files.
 EXIF orientation is ignored at decode (IMREAD_IGNORE_ORIENTATION) and applied by the base
 class, which does what cv2.imread does by default for JPEG; both agree (tested). TIFFs with
 an orientation tag other than 1 are refused: cv2 (5.0) flips them partly on its own.
@@ -10,6 +12,7 @@ an orientation tag other than 1 are refused: cv2 (5.0) flips them partly on its 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -53,6 +56,9 @@ class OpenCVReader(WholeImageReader):
         path = check_file(path)
         self._format = sniff(path)
         self._size = header_size(path)
+        smallest = (1 if self._format is ImageFormat.JPEG else 8) / 8  # IMREAD_REDUCED_COLOR_8 for JPEG
+        shape = (math.ceil(self._size[1] * smallest), math.ceil(self._size[0] * smallest), 3)
+        check_decode_bytes(path, shape, options, self.kind.value)
         limit = opencv_max_pixels()
         if self._size[0] * self._size[1] > limit:
             raise PixelLimitError(

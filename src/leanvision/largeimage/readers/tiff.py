@@ -21,6 +21,7 @@ import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from leanvision.largeimage.readers.base import (
     Reader,
     ReaderKind,
     ReaderOptions,
+    check_decode_bytes,
     check_file,
     choose_level,
     data_errors,
@@ -82,6 +84,7 @@ class TiffReader(Reader):
                 self._levels = [self._level(lv.keyframe) for lv in (series.levels or [series])]
             orientation = self._orientation()
             self._check_segments(path)
+            self._check_decode_sizes(path, options)
         except Exception:
             self._tif.close()
             raise
@@ -121,6 +124,15 @@ class TiffReader(Reader):
             ends = [o + n for o, n in zip(level.page.dataoffsets, level.page.databytecounts, strict=True)]
             if ends and max(ends) > size:
                 raise DataError(f"truncated TIFF: level {level.width}x{level.height} tile data ends past the end of the file", path=path)
+
+    def _check_decode_sizes(self, path: os.PathLike[str], options: ReaderOptions) -> None:
+        """Refuse, from the header, a strip or tile too large to decode (`max_decode_mb`): a
+        segment is decoded whole, and one strip can declare a 100000 x 100000 image."""
+        for level in self._levels:
+            rows = min(level.seg_h, level.height)
+            whole = rows >= level.height and level.seg_w >= level.width
+            part = "image" if whole else "tile" if level.tiled else "strip"
+            check_decode_bytes(Path(path), (rows, level.seg_w, 3), options, self.kind.value, part=part)
 
     @property
     def stored_size(self) -> tuple[int, int]:

@@ -52,8 +52,11 @@ class VipsReader(Reader):
         super().__init__(path, options=options, orientation=file_orientation(path))
 
     def _load(self, path: os.PathLike[str], extra: dict[str, Any]) -> Any:
-        # fail_on="error": a truncated file is an error, not a grey band with a warning.
-        return self._vips.Image.new_from_file(str(path), access="random", memory=True, fail_on="error", **extra)
+        # fail_on="error": a truncated file is an error, not a grey band with a warning. JPEG:
+        # "warning", as libjpeg only warns of scan data ending early (`bands`); simplejpeg,
+        # strict, refuses those files too.
+        fail_on = "warning" if self._format is ImageFormat.JPEG else "error"
+        return self._vips.Image.new_from_file(str(path), access="random", memory=True, fail_on=fail_on, **extra)
 
     def _pyramid(self, path: os.PathLike[str], base: Any) -> list[tuple[dict[str, Any], Any]]:
         """Reduced levels (loader options, image), any order; headers only are read here."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leanvision.core import ConfigError, DataError, DensitySpec, ModelCard, Task
+from leanvision.core.errors import plural
 from leanvision.data.formats import CountingSet, Issue, drop_outside_points, read_counting
 from leanvision.data.images import verify_image
 from leanvision.training.tasks.base import Validation
@@ -128,10 +129,11 @@ class CountAdapter:
         metrics, predictions = evaluate_counting(model, labelled.dataset, card.input, output_stride=output_stride(card),
                                                  batch_size=batch_size, progress=progress)
         lines = (
-            f"{labelled.path}: {metrics.images} images ({metrics.images - metrics.nae_images} without people), "
-            f"{int(sum(predictions.truth))} people, {len(predictions.skipped)} images skipped",
-            f"MAE {metrics.mae:.3f}  RMSE {metrics.rmse:.3f}  NAE {metrics.nae:.4f} (over {metrics.nae_images} "
-            "images with people)",
+            f"{labelled.path}: {plural(metrics.images, 'image')} ({metrics.images - metrics.nae_images} without "
+            f"people), {plural(int(sum(predictions.truth)), 'person', 'people')}, "
+            f"{plural(len(predictions.skipped), 'image')} skipped",
+            f"MAE {metrics.mae:.3f}  RMSE {metrics.rmse:.3f}  NAE {metrics.nae:.4f} (over "
+            f"{plural(metrics.nae_images, 'image')} with people)",
         )
         per_image = [{"file_name": r.file_name, "true": t, "predicted": round(p, 3)}
                      for r, t, p in zip(predictions.records, predictions.truth, predictions.counts, strict=True)]

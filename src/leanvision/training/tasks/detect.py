@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leanvision.core import DataError, ModelCard, Task
+from leanvision.core.errors import plural
 from leanvision.data.formats import DetectionSet
 from leanvision.training.tasks.base import Validation
 
@@ -206,9 +207,9 @@ class DetectAdapter:
                                               batch_size=batch_size, progress=progress)
         plot_pr_curve(metrics, out_dir / "pr_curve.png")
         lines = [
-            f"{labelled.path}: {metrics.num_images} images ({metrics.num_negative_images} negative), "
-            f"{metrics.num_ground_truth} boxes, {metrics.num_predictions} detections, "
-            f"{len(predictions.skipped)} images skipped",
+            f"{labelled.path}: {plural(metrics.num_images, 'image')} ({metrics.num_negative_images} negative), "
+            f"{plural(metrics.num_ground_truth, 'box', 'boxes')}, {plural(metrics.num_predictions, 'detection')}, "
+            f"{plural(len(predictions.skipped), 'image')} skipped",
             f"mAP@[.5:.95] {metrics.map:.4f}  mAP@0.5 {metrics.map50:.4f}  mAP@0.75 {metrics.map75:.4f}  "
             f"AR@100 {metrics.ar100:.4f}",
             *(f"  {name}: AP@0.5 {metrics.ap50_per_class[name]:.4f}  AP {metrics.ap_per_class[name]:.4f}"
