@@ -117,8 +117,8 @@ def test_absent_offline_weights_name_every_place_looked_in_and_the_extra(monkeyp
 
 
 def test_unknown_weights_name_for_an_architecture_is_a_config_error():
-    with pytest.raises(ConfigError, match="no pretrained weights 'imagenet' for resnet18"):
-        load_pretrained("resnet18", "imagenet", {})
+    with pytest.raises(ConfigError, match="no pretrained weights 'imagenet' for convnext_tiny"):
+        load_pretrained("convnext_tiny", "imagenet", {})
 
 
 def test_cli_bad_weights_file_is_one_line_exit_2(tmp_path):

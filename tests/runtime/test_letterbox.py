@@ -38,8 +38,9 @@ def test_apply_then_invert_is_the_identity(mode, src):
     boxes = np.concatenate([xy.min(1), xy.max(1)], axis=1)
     t = fit(src, (320, 256), mode, 0.3 if mode is ResizeMode.SCALE else None)
     np.testing.assert_allclose(t.invert_boxes(t.apply_boxes(boxes)), boxes, rtol=1e-5, atol=1e-3)
-    assert t.apply_boxes(boxes)[:, 2].max() <= 256 - t.pad_x + 1e-3
-    assert t.apply_boxes(boxes)[:, 3].max() <= 320 - t.pad_y + 1e-3
+    # Within the resized image (beyond the input where centre crop cuts it).
+    assert t.apply_boxes(boxes)[:, 2].max() <= t.resized_hw[1] - t.crop_x + 1e-3
+    assert t.apply_boxes(boxes)[:, 3].max() <= t.resized_hw[0] - t.crop_y + 1e-3
 
 
 @pytest.mark.parametrize("bad", [(0, 10), (10, -1)])

@@ -4,8 +4,8 @@ It is the proof that the task tables work: `register()` adds its rows to the tor
 (`core.tasks.DEPLOY_TASKS`: predictor) and the torch table (`data.tasks.TORCH_TASKS`: training
 adapter, labelled set, export pieces) and its model to the registry, and the task then trains,
 exports and predicts through leanvision's own `train`, `export_model` and `load_predictor`
-without any edit of src/. It uses the `classify` task value (which has no rows in src/ yet) and
-the ImageFolder format that value already reads.
+without any edit of src/. It borrows the `segment` task value (which has no rows in src/ yet)
+and reads its sets as ImageFolder (`read_imagefolder`), whatever the value's own formats.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from leanvision.core.card import InputSpec, OutputSpec
 from leanvision.core.errors import ConfigError, DataError
 from leanvision.core.protocols import Prepared, RawOutputs
 from leanvision.core.tasks import DEPLOY_TASKS, DeployTask, register_deploy_task
-from leanvision.data.formats import read_of_task
+from leanvision.data.formats.classification import read_imagefolder
 from leanvision.data.labelled import LabelledSet
 from leanvision.data.tasks import TORCH_TASKS, TorchTask, register_torch_task
 from leanvision.models.registry import register_model, unregister_model
@@ -33,7 +33,7 @@ from leanvision.runtime.engines import Engine
 from leanvision.runtime.preprocess import EnginePredictor, check_engine
 from leanvision.training.tasks.base import Validation
 
-TASK = Task.CLASSIFY
+TASK = Task.SEGMENT
 MODEL = "toy_brightness"
 HERE = "tests.tasks.toy_brightness"
 CLASSES = ("bright", "dark")  # ImageFolder: sorted folder names
@@ -138,8 +138,8 @@ class BrightnessAdapter:
     def load_data(self, data: Any, *, workers: int) -> Any:
         from leanvision.training.data import TrainData
 
-        train = read_of_task(data.train, TASK)
-        val = read_of_task(data.val, TASK) if data.val is not None else None
+        train = read_imagefolder(data.train)
+        val = read_imagefolder(data.val) if data.val is not None else None
         return TrainData(train, val, tuple(train.classes), [])
 
     def model_overrides(self, model: nn.Module, options: Any, data: Any, data_options: Any,
@@ -166,7 +166,7 @@ def _accuracy_scorer(truth: Sequence[int], sizes: Sequence[tuple[int, int]]) -> 
 
 
 def read_labelled(path: Path, class_names: Sequence[str] | None = None) -> LabelledSet:
-    dataset = read_of_task(path, TASK)
+    dataset = read_imagefolder(path)
     if class_names is not None and tuple(dataset.classes) != tuple(class_names):
         raise DataError(f"classes {list(dataset.classes)} differ from the model's {list(class_names)}", path=path)
     truth = tuple(label for _, label in dataset.items)
@@ -218,7 +218,7 @@ class BrightnessPredictor(EnginePredictor):
 @contextmanager
 def registered() -> Iterator[None]:
     """The toy task's rows and model in the tables for the duration, removed after."""
-    assert TASK not in DEPLOY_TASKS and TASK not in TORCH_TASKS, "classify has rows in src/ now: pick another task"
+    assert TASK not in DEPLOY_TASKS and TASK not in TORCH_TASKS, "segment has rows in src/ now: pick another task value"
     register_deploy_task(DeployTask(TASK, f"{HERE}:BrightnessPredictor", tile_merger="(no large images)"))
     register_torch_task(TorchTask(TASK, f"{HERE}:BrightnessAdapter", f"{HERE}:read_labelled", f"{HERE}:BrightnessExport"))
     register_model(MODEL, task=TASK)(build)

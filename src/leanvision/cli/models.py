@@ -21,7 +21,7 @@ def _row(name: str, task: str, input_size: int, num_classes: int) -> dict:
     with torch.device("meta"):
         net = create_model(name, num_classes=num_classes)
     total = profile_model(net, input_size=(input_size, input_size)).total
-    arch = getattr(getattr(net, "backbone", None), "arch", None)
+    arch = getattr(net, "arch", None) or getattr(getattr(net, "backbone", None), "arch", None)
     weights = offline_weights(arch) if arch else {}
     return {"name": name, "task": task, "backbone": arch, "params_m": round(total.params_m, 3),
             "gmacs": round(total.gmacs, 3), "pretrained": weights}
@@ -34,7 +34,7 @@ def _weights_text(weights: dict[str, str | None]) -> str:
 
 
 def models(
-    task: str = typer.Option(None, "--task", help="Only the models of this task: detect, count."),
+    task: str = typer.Option(None, "--task", help="Only the models of this task: detect, count, classify."),
     input: int = typer.Option(640, "--input", min=32, help="Square input side for GMACs, in pixels."),
     num_classes: int = typer.Option(1, "--num-classes", min=1, help="Classes scored by the head, for params and GMACs."),
     json_out: Path | None = json_option("{models: [...]}"),

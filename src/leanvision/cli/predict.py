@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from leanvision.cli.ui import console, finish_batch, json_option, json_result, out
 from leanvision.core import ConfigError, DataError, ModelCard, ModelError, Task
+from leanvision.core.errors import plural
 from leanvision.largeimage.merge import MergeMethod, MergeOptions
 from leanvision.largeimage.pipeline import (
     EngineKind,
@@ -100,7 +101,7 @@ class _Bar:
 
 
 def _print_summary(summary: PipelineSummary, where: Path | None) -> None:
-    out.print(f"{summary.images} images ({len(summary.failed)} failed), {summary.tiles} tiles in "
+    out.print(f"{plural(summary.images, 'image')} ({len(summary.failed)} failed), {plural(summary.tiles, 'tile')} in "
               f"{summary.seconds:.1f} s: {summary.images_per_s:.2f} images/s, {summary.tiles_per_s:.1f} tiles/s, "
               f"peak RSS {summary.peak_rss_mb:.0f} MB")
     stages = ", ".join(f"{k} {summary.stage_seconds[k]:.1f}/{summary.stage_cpu_seconds[k]:.1f}"
@@ -116,7 +117,13 @@ def _single_image(factory: functools.partial, inputs: list[str], target: Path, o
                   ) -> PipelineSummary:
     """The ordinary-image form: one image in, its JSON written to `target`."""
     from leanvision.largeimage.inputs import expand_inputs
-    from leanvision.largeimage.pipeline.outputs import CountResult, write_count_json, write_json
+    from leanvision.largeimage.pipeline.outputs import (
+        ClassifyResult,
+        CountResult,
+        write_classify_json,
+        write_count_json,
+        write_json,
+    )
 
     paths = expand_inputs(inputs)
     if len(paths) != 1:
@@ -129,11 +136,18 @@ def _single_image(factory: functools.partial, inputs: list[str], target: Path, o
         result = summary.results[paths[0]]
         if isinstance(result, CountResult):
             write_count_json(target, result)
+        elif isinstance(result, ClassifyResult):
+            write_classify_json(target, result)
         else:
             write_json(target, result, predictor.card.class_names)
     finally:
         predictor.close()
-    found = f"count {result.count:.1f}" if isinstance(result, CountResult) else f"{len(result.detections)} detections"
+    if isinstance(result, CountResult):
+        found = f"count {result.count:.1f}"
+    elif isinstance(result, ClassifyResult):
+        found = f"{result.probs.name} ({result.probs.score:.3f})"
+    else:
+        found = plural(len(result.detections), "detection")
     out.print(f"{found}: {target}", markup=False, highlight=False)
     return summary
 
@@ -145,7 +159,7 @@ def predict(
     backend: Backend | None = typer.Option(None, "--backend", help="Engine (default: by model file: model.xml runs on openvino, model.onnx on onnxruntime)."),
     conf: float | None = typer.Option(None, "--conf", min=0.0, max=1.0, help="Detection: score threshold, 0-1 (default: the model card's)."),
     iou: float | None = typer.Option(None, "--iou", min=0.0, max=1.0, help="Detection: NMS IoU threshold, 0-1; boxes overlapping a better one by more are dropped (default: the model card's)."),
-    max_det: int | None = typer.Option(None, "--max-det", min=1, help="Detection: most detections kept per image (default: the model card's)."),
+    max_det: int | None = typer.Option(None, "--max-det", min=1, help="Detection: most detections kept per image, the highest scores, once its tiles are merged (each tile is capped too). Default: the model card's cap, per tile."),
     window: int | None = typer.Option(None, "--window", min=1, help="Window width in image pixels, resized to the model input (S0: 1600 for an 800 model). Default: the card's window, input / scale."),
     overlap: int = typer.Option(0, "--overlap", min=0, help="Pixels neighbouring windows share."),
     drop_border: int = typer.Option(0, "--drop-border", min=0, help="Leave up to this many border pixels a side unread when that saves windows (S0)."),
@@ -167,7 +181,7 @@ def predict(
     """
     options = PipelineOptions.from_dict({
         "tiling": {"window": window, "overlap": overlap, "drop_border": drop_border, "fit_grid": _fit_grid(fit_grid)},
-        "merge": MergeOptions(method=merge), "reader": reader, "readers": readers, "batch": batch,
+        "merge": MergeOptions(method=merge, max_detections=max_det), "reader": reader, "readers": readers, "batch": batch,
         "requests": requests, "preview": preview, "density": density, "engine": engine,
         "ray": RayOptions(address=ray_address),
     })

@@ -13,14 +13,15 @@ from pathlib import Path
 import typer
 
 from leanvision.cli.ui import (
-    console,
     emit_json,
     finish_batch,
     json_option,
     json_result,
     out,
     progress_bar,
+    warn,
 )
+from leanvision.runtime.classify import Tta
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -38,10 +39,13 @@ def val(
     json_out: Path | None = json_option("the metrics (metrics.json's content)"),
     out_dir: Path | None = typer.Option(None, "--out", help="Where pr_curve.png and metrics.json (headline, per-class AP, PR arrays; per-image counts) go (default: beside the checkpoint)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per model call."),
+    tta: Tta = typer.Option(Tta.NONE, "--tta",
+                            help="Test-time augmentation (classifiers): flip averages the logits of each image and its mirror."),
 ) -> None:
     """Run the model over DATA at its card's input size; print mAP, mAP@0.5, AR, per-class AP
     (detection) or MAE, RMSE, NAE (counting). Exit code 1 when images or labels were left
     out (named on stderr and in metrics.json), 2 when none could be scored."""
+    from leanvision.core import ConfigError
     from leanvision.data.labelled import load_labelled_set
     from leanvision.training.checkpoint import model_from_checkpoint
     from leanvision.training.tasks import adapter_for
@@ -50,12 +54,16 @@ def val(
     model, card = model_from_checkpoint(ckpt)
     target = out_dir if out_dir is not None else ckpt.parent
     labelled = load_labelled_set(data, card)
+    adapter = adapter_for(card.task)
+    if tta not in getattr(adapter, "tta_modes", ("none",)):
+        raise ConfigError(f"--tta {tta.value} is not available for a {card.task.value} model")
+    options = {"tta": tta.value} if tta is not Tta.NONE else {}
     for issue in labelled.issues:
-        console.print(f"[yellow]warning[/]: {issue} (left out)", markup=True, highlight=False)
+        warn(f"{issue} (left out)")
     with json_result(json_out) as emit:
         with progress_bar(f"val {data}") as update:
-            report = adapter_for(card.task).validate(model, labelled, card, batch_size=batch_size, progress=update,
-                                                     out_dir=target)
+            report = adapter.validate(model, labelled, card, batch_size=batch_size, progress=update, out_dir=target,
+                                      **options)
         for line in report.lines:
             out.print(line, markup=False, highlight=False)
         result = {"checkpoint": str(ckpt), "data": str(data), "input_size": [card.input.height, card.input.width],

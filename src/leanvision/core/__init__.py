@@ -9,6 +9,7 @@ from leanvision.core.card import (
     OutputSpec,
     PostprocessSpec,
 )
+from leanvision.core.classes import ClassProbs
 from leanvision.core.config import Config
 from leanvision.core.density import DensityKernel, DensityMap, DensitySpec
 from leanvision.core.detections import Detections
@@ -26,6 +27,7 @@ __all__ = [
     "CARD_FILENAME",
     "AnchorSpec",
     "BoxCoderSpec",
+    "ClassProbs",
     "Config",
     "ConfigError",
     "DataError",

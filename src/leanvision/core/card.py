@@ -152,6 +152,8 @@ class ModelCard(Config):
             "head") as regular expressions on node names, so that tools can address a
             part of the model (`quantize --keep-fp32 fpn`) whatever the exporter named them.
         provenance: where it came from (checkpoint, versions, dates), free-form strings.
+        class_counts: training images per class (classification: `val` splits the classes
+            into head / medium / tail by them); empty where not recorded.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -169,6 +171,7 @@ class ModelCard(Config):
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     layer_groups: dict[str, str] = dataclasses.field(default_factory=dict)
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
+    class_counts: tuple[int, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -115,7 +115,10 @@ class DensityMap:
     def from_model_output(cls, density: np.ndarray, transform: FitTransform, output_stride: int) -> DensityMap:
         """A model's (H', W') output for an image placed in its input by `transform`, in the
         image's pixels: cells over the padding (letterbox, scale) are dropped, strides are
-        `output_stride` input pixels divided by the image-to-input scale of each axis."""
+        `output_stride` input pixels divided by the image-to-input scale of each axis.
+        ValueError for a centre-cropped input: a map has no origin to carry the crop."""
+        if transform.cropped:
+            raise ValueError("a density map cannot be mapped back from a centre-cropped input")
         resized_h, resized_w = transform.resized_hw
         in_input = cls(density, output_stride).crop(resized_w, resized_h)
         return in_input.rescale(1.0 / transform.scale_x, 1.0 / transform.scale_y)

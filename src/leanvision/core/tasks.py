@@ -4,6 +4,7 @@
 |--------|-------------------------------------|------------------------------------|---------------------|
 | detect | `runtime.detect.DetectionPredictor` | `largeimage.pipeline.tasks.detect` | anchors, box_coder |
 | count  | `runtime.count.CountPredictor`      | `largeimage.pipeline.tasks.count`  | - (its predictor checks output_stride) |
+| classify | `runtime.classify.ClassifyPredictor` | `largeimage.pipeline.tasks.classify` | - |
 
 A task is a row here (and one in the torch world's table, `data.tasks.TORCH_TASKS`) plus its
 own modules; no other module names a task. `core` imports nothing from leanvision, so a row
@@ -32,12 +33,15 @@ class DeployTask:
         tile_merger: "module:Class" of its large-image merger, `Class(options, card)` with
             `finish(image, out_dir) -> result` (`largeimage.pipeline.tasks`).
         card_needs: `ModelCard` fields a card of this task must set.
+        whole_image: the model sees each image whole, fitted to its input (classification),
+            rather than tiles of it at the card's scale; `predict` plans one tile per image.
     """
 
     task: Task
     predictor: str
     tile_merger: str
     card_needs: tuple[str, ...] = ()
+    whole_image: bool = False
 
 
 DEPLOY_TASKS: dict[str, DeployTask] = {
@@ -45,6 +49,8 @@ DEPLOY_TASKS: dict[str, DeployTask] = {
                             "leanvision.largeimage.pipeline.tasks:DetectionMerger", ("anchors", "box_coder")),
     Task.COUNT: DeployTask(Task.COUNT, "leanvision.runtime.count:CountPredictor",
                            "leanvision.largeimage.pipeline.tasks:CountMerger"),
+    Task.CLASSIFY: DeployTask(Task.CLASSIFY, "leanvision.runtime.classify:ClassifyPredictor",
+                              "leanvision.largeimage.pipeline.tasks:ClassifyMerger", whole_image=True),
 }
 
 

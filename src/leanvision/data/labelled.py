@@ -85,6 +85,36 @@ def _make_counting_scorer(truth: Sequence[Any], sizes: Sequence[tuple[int, int]]
     return CountingScorer(tuple(float(t) for t in truth))
 
 
+def _make_classification_scorer(truth: Sequence[Any], sizes: Sequence[tuple[int, int]], *,
+                                class_names: tuple[str, ...]) -> Scorer:
+    from leanvision.evaluation.classification import ClassificationScorer
+
+    return ClassificationScorer(tuple(int(t) for t in truth), class_names)
+
+
+def read_classification_set(path: Path, class_names: Sequence[str] | None = None) -> LabelledSet:
+    """An ImageFolder or labels.csv set scored by top-1; its classes are mapped onto the
+    model's by name (a class the model does not have is a DataError)."""
+    from leanvision.core import Task
+    from leanvision.data.formats import ClassificationSet, read_of_task
+    from leanvision.data.formats.classification import onto_classes
+
+    try:
+        dataset = read_of_task(path, Task.CLASSIFY)
+    except DataError as exc:
+        raise DataError(f"the validation set needs class labels (class folders or labels.csv): {exc.message}",
+                        path=path) from None
+    assert isinstance(dataset, ClassificationSet)
+    if class_names is not None:
+        dataset = onto_classes(dataset, class_names, path=path)
+    if not dataset.items:
+        raise DataError("the classification set has no images", path=path)
+    truth = tuple(label for _, label in dataset.items)
+    return LabelledSet(path, tuple(dataset.image_files()), truth, ((0, 0),) * len(truth), tuple(dataset.issues),
+                       dataset, "top1", True, len(truth),
+                       partial(_make_classification_scorer, class_names=tuple(dataset.classes)))
+
+
 def read_detection_set(path: Path, class_names: Sequence[str] | None = None) -> LabelledSet:
     """A COCO, VOC or YOLO set scored by COCO mAP; `class_names` (the model's) must match its classes."""
     try:

@@ -4,6 +4,7 @@
 |--------|--------------------------------------|-------------------------------------|-----------------------------|
 | detect | `training.tasks.detect.DetectAdapter` | `data.labelled.read_detection_set`  | `export.tasks.DetectExport` |
 | count  | `training.tasks.count.CountAdapter`   | `data.labelled.read_counting_set`   | `export.tasks.CountExport`  |
+| classify | `training.tasks.classify.ClassifyAdapter` | `data.labelled.read_classification_set` | `export.tasks.ClassifyExport` |
 
 A task is a row here (and one in the torch-free table, `core.tasks.DEPLOY_TASKS`) plus its own
 modules; no other module names a task. The table sits in the lowest torch-world layer so that
@@ -48,6 +49,9 @@ TORCH_TASKS: dict[str, TorchTask] = {
                            "leanvision.data.labelled:read_detection_set", "leanvision.export.tasks:DetectExport"),
     Task.COUNT: TorchTask(Task.COUNT, "leanvision.training.tasks.count:CountAdapter",
                           "leanvision.data.labelled:read_counting_set", "leanvision.export.tasks:CountExport"),
+    Task.CLASSIFY: TorchTask(Task.CLASSIFY, "leanvision.training.tasks.classify:ClassifyAdapter",
+                             "leanvision.data.labelled:read_classification_set",
+                             "leanvision.export.tasks:ClassifyExport"),
 }
 
 

@@ -23,7 +23,7 @@ from leanvision.evaluation.benchmark import Cell
 from leanvision.evaluation.scores import Entry, Scored, pareto_front
 
 # Metrics shown as percentages (0-1 internally): COCO detection figures.
-PERCENT_METRICS = frozenset({"map", "map50", "map75", "ar100"})
+PERCENT_METRICS = frozenset({"map", "map50", "map75", "ar100", "top1", "top5", "mean_class_accuracy"})
 
 
 def figure_data_uri(fig) -> str:

@@ -86,6 +86,8 @@ class ParityRun:
         matched_torch, matched_runtime: of those, how many found their counterpart.
         count_rel_diff: counting models: the largest relative count difference over the
             images (None for detection).
+        top1_agreement: classifiers: the share of images whose top-1 class is the same on
+            both sides (reported; the logits themselves are held to the raw tolerance).
     """
 
     backend: str
@@ -97,6 +99,7 @@ class ParityRun:
     matched_torch: int = 0
     matched_runtime: int = 0
     count_rel_diff: float | None = None
+    top1_agreement: float | None = None
 
     @property
     def agreement(self) -> float:
@@ -153,14 +156,30 @@ class ParityReport:
 
     def metrics(self) -> dict[str, float]:
         """Figures for the card's `metrics`."""
+        if self.classifying:
+            return {"parity_max_abs_diff": self.max_abs_diff, "parity_top1_agreement": self.top1_agreement,
+                    "parity_images": float(self.images)}
         if self.counting:
             return {"parity_max_abs_diff": self.max_abs_diff, "parity_count_rel_diff": self.count_rel_diff,
                     "parity_images": float(self.images)}
         return {"parity_max_abs_diff": self.max_abs_diff, "parity_detection_agreement": self.detection_agreement,
                 "parity_detections": float(self.detections), "parity_images": float(self.images)}
 
+    @property
+    def classifying(self) -> bool:
+        """The runs compared top-1 classes (a classifier)."""
+        return any(run.top1_agreement is not None for run in self.runs)
+
+    @property
+    def top1_agreement(self) -> float:
+        return min((run.top1_agreement for run in self.runs if run.top1_agreement is not None), default=1.0)
+
     def summary(self) -> str:
         """One line: the figures, per engine and batch size."""
+        if self.classifying:
+            runs = ", ".join(f"{r.backend} batch {r.batch}: max|diff| {max(r.max_abs_diff.values()):.2e}, "
+                             f"top-1 agreement {r.top1_agreement:.3f}" for r in self.runs)
+            return f"parity on {self.images} {self.source} images (logits): {runs}"
         if self.counting:
             runs = ", ".join(f"{r.backend} batch {r.batch}: max|diff| {max(r.max_abs_diff.values()):.2e}, "
                              f"count rel. diff {r.count_rel_diff:.2e}" for r in self.runs)
@@ -171,8 +190,12 @@ class ParityReport:
                 f"{runs}")
 
     def to_dict(self) -> dict[str, Any]:
-        task = {"count_rel_diff": self.count_rel_diff} if self.counting else {
-            "detection_agreement": self.detection_agreement, "detections": self.detections}
+        if self.classifying:
+            task: dict[str, Any] = {"top1_agreement": self.top1_agreement}
+        elif self.counting:
+            task = {"count_rel_diff": self.count_rel_diff}
+        else:
+            task = {"detection_agreement": self.detection_agreement, "detections": self.detections}
         return {"images": self.images, "source": self.source, "passed": self.passed,
                 "max_abs_diff": self.max_abs_diff, **task, "tolerance": dataclasses.asdict(self.tolerance),
                 "runs": [run.to_dict() for run in self.runs]}

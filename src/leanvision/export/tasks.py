@@ -5,6 +5,8 @@
   with `--with-nms`); torch's reference is `model.detect` (torchvision decode + NMS); parity
   matches detections in image pixels.
 - count: the `density` map; torch's reference is `model.predict`; parity compares counts.
+- classify: the `logits`; torch's reference is the model's logits; parity holds them to the
+  raw tolerance and reports top-1 agreement.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class ExportTask(Protocol):
     def disagreement(self, report: ParityReport, tolerance: ParityTolerance) -> str:
         """The task's part of a failed parity check's one-line message."""
         ...
+
+
+def _tensor(batch: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(batch))
 
 
 class DetectExport:
@@ -108,12 +116,7 @@ class CountExport:
                              f"output stride imply [N, {', '.join(map(str, tail))}]")
 
     def torch_results(self, model: Any, spec: PostprocessSpec) -> ResultsFn:
-        import torch
-
-        def predict(batch: np.ndarray, content: Sequence[tuple[int, int]] | None = None) -> list[DensityMap]:
-            return model.predict(torch.from_numpy(np.ascontiguousarray(batch)))
-
-        return predict
+        return lambda batch, content=None: model.predict(_tensor(batch))
 
     def to_image(self, results: list[Any], prepared: Prepared, card: ModelCard) -> list[Any]:
         return [DensityMap.from_model_output(m.density, t, card.output_stride)
@@ -127,3 +130,29 @@ class CountExport:
 
     def disagreement(self, report: ParityReport, tolerance: ParityTolerance) -> str:
         return f"relative count difference {report.count_rel_diff:.3g} (allowed {tolerance.count_rtol:g})"
+
+
+class ClassifyExport:
+    """classify: the logits (N, C); top-1 classes compared."""
+
+    outputs = (OutputSpec("logits", "N,C"),)
+    nms_in_graph = False
+
+    def check_outputs(self, shapes: Mapping[str, Sequence[Any]], card: ModelCard) -> None:
+        name = card.outputs[0].name
+        if tuple(shapes[name][1:]) != (card.num_classes,):
+            raise ModelError(f"exported output {name} has shape {list(shapes[name])} but the card has "
+                             f"{card.num_classes} classes: [N, {card.num_classes}]")
+
+    def torch_results(self, model: Any, spec: PostprocessSpec) -> ResultsFn:
+        return lambda batch, content=None: model.predict(_tensor(batch))
+
+    def to_image(self, results: list[Any], prepared: Prepared, card: ModelCard) -> list[Any]:
+        return results  # class scores do not depend on where the image sat in the input
+
+    def compare(self, expected: list[Any], got: list[Any], predictor: Any, tolerance: ParityTolerance) -> dict[str, Any]:
+        same = sum(e.index == g.index for e, g in zip(expected, got, strict=True))
+        return {"top1_agreement": same / max(len(expected), 1)}
+
+    def disagreement(self, report: ParityReport, tolerance: ParityTolerance) -> str:
+        return f"top-1 agreement {report.top1_agreement:.3f}"

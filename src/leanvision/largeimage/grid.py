@@ -50,7 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leanvision.core.enums import ResizeMode
 from leanvision.core.errors import ConfigError
+from leanvision.core.letterbox import fit
 
 # Tiles one image may be planned into: 1600 px windows over a 100000 x 100000 px slide are
 # ~3900; a million means a window far too small for the image (or a hostile header).
@@ -232,6 +234,26 @@ def plan_fit_grid(image_w: int, image_h: int, *, rows: int, cols: int, out_size:
         for r, (y0, y1) in enumerate(itertools.pairwise(ye))
         for c, (x0, x1) in enumerate(itertools.pairwise(xe))
     ]
+
+
+def plan_whole_image(image_w: int, image_h: int, *, out_size: Size, mode: ResizeMode) -> list[Tile]:
+    """One tile for a model that sees the whole image fitted to its input (classification).
+
+    The tile is read at the size the card's resize mode gives it inside the input, so the
+    predictor only pads it: stretch reads the image at the input size; letterbox at its
+    aspect-kept size (padded right / bottom by the predictor); centre crop reads the central
+    window of the input's aspect at the input size.
+    """
+    out_w, out_h = _pair(out_size, "out_size")
+    width, height = _pair((image_w, image_h), "image size")
+    transform = fit((height, width), (out_h, out_w), ResizeMode(mode))  # the predictor's own rounding
+    if ResizeMode(mode) is ResizeMode.CENTER_CROP:
+        win_w = min(width, max(1, round(out_w / transform.scale_x)))
+        win_h = min(height, max(1, round(out_h / transform.scale_y)))
+        x0, y0 = (width - win_w) // 2, (height - win_h) // 2
+        return [Tile(x0, y0, win_w, win_h, out_w, out_h, (0, 0, width, height))]
+    resized_h, resized_w = transform.resized_hw
+    return [Tile(0, 0, width, height, resized_w, resized_h, (0, 0, width, height))]
 
 
 def tile_params(tiles: Tile | Sequence[Tile]) -> np.ndarray:

@@ -93,7 +93,20 @@ PRETRAINED: dict[tuple[str, str], PretrainedWeights] = {
         "mobilenet_v2", torchvision_file="mobilenet_v2-b0353104.pth",
     ),
     ("resnet50", "imagenet"): PretrainedWeights(
-        "resnet50", torchvision_file="resnet50-0676ba61.pth",
+        "resnet50", timm_hub_id="timm/resnet50.a1_in1k", torchvision_file="resnet50-0676ba61.pth",
+    ),
+    # The classifiers' other bodies (S1's and the CPU-lean ones): timm's or torchvision's cache.
+    ("resnet18", "imagenet"): PretrainedWeights(
+        "resnet18", timm_hub_id="timm/resnet18.a1_in1k", torchvision_file="resnet18-f37072fd.pth",
+    ),
+    ("mobilenetv3_large_100", "imagenet"): PretrainedWeights(
+        "mobilenetv3_large_100", timm_hub_id="timm/mobilenetv3_large_100.ra_in1k",
+    ),
+    ("seresnext50_32x4d", "imagenet"): PretrainedWeights(
+        "seresnext50_32x4d", timm_hub_id="timm/seresnext50_32x4d.racm_in1k",
+    ),
+    ("inception_resnet_v2", "imagenet"): PretrainedWeights(
+        "inception_resnet_v2", timm_hub_id="timm/inception_resnet_v2.tf_in1k",
     ),
 }
 

@@ -45,6 +45,7 @@ class ModelEntry:
 
 _DETECT = "leanvision.models.tasks.detect.variants"
 _COUNT = "leanvision.models.tasks.count.variants"
+_CLASSIFY = "leanvision.models.tasks.classify.variants"
 
 BUILTIN_MODELS: dict[str, ModelEntry] = {
     "retinanet_mbv2_slim": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_mbv2_slim"),
@@ -53,6 +54,9 @@ BUILTIN_MODELS: dict[str, ModelEntry] = {
     "retinanet_r50": ModelEntry(Task.DETECT, f"{_DETECT}:retinanet_r50"),
     "csrnet": ModelEntry(Task.COUNT, f"{_COUNT}:csrnet"),
     "csrnet_mbv2": ModelEntry(Task.COUNT, f"{_COUNT}:csrnet_mbv2"),
+    **{name: ModelEntry(Task.CLASSIFY, f"{_CLASSIFY}:{name}") for name in (
+        "cls_effl0", "cls_mnv3", "cls_resnet18", "cls_resnet50", "cls_resnet50_cbam", "cls_seresnext50",
+        "cls_inception_resnet_v2", "timm_classifier")},
 }
 
 _user_models: dict[str, ModelEntry] = {}

@@ -5,10 +5,12 @@
     detections = predictor([image_rgb])          # list[core.Detections], image pixels
     counter = load_predictor("exported/csrnet")  # the card's task picks the predictor
     maps = counter([image_rgb])                  # list[core.DensityMap]; maps[0].count
+    classifier = load_predictor("exported/s1")   # list[core.ClassProbs]; .name, .score, .topk(5)
 
 The engine libraries are imported only when an engine is opened.
 """
 
+from leanvision.runtime.classify import ClassifyPredictor
 from leanvision.runtime.count import CountPredictor
 from leanvision.runtime.detect import DetectionPredictor, PostprocessOptions
 from leanvision.runtime.engines import (
@@ -23,6 +25,7 @@ from leanvision.runtime.load import load_predictor
 
 __all__ = [
     "Backend",
+    "ClassifyPredictor",
     "CountPredictor",
     "DetectionPredictor",
     "Engine",

@@ -20,7 +20,7 @@ import numpy as np
 
 from leanvision.core.card import CARD_FILENAME, ModelCard
 from leanvision.core.density import DensityMap
-from leanvision.core.enums import Task
+from leanvision.core.enums import ResizeMode, Task
 from leanvision.core.errors import ConfigError, ModelError
 from leanvision.core.protocols import Prepared, RawOutputs
 from leanvision.runtime.engines import Engine
@@ -41,7 +41,7 @@ class CountPredictor(EnginePredictor):
 
     Raises:
         ModelError: the card is not a counting card or disagrees with the model.
-        ConfigError: `overrides` is not empty.
+        ConfigError: `overrides` is not empty, or the card's resize is centre crop.
     """
 
     def __init__(self, engine: Engine, card: ModelCard, *, overrides: Mapping[str, Any] | None = None) -> None:
@@ -50,6 +50,9 @@ class CountPredictor(EnginePredictor):
                               f"'{card.name}' is a counting model", path=engine.path)
         if card.task is not Task.COUNT:
             raise ModelError(f"card '{card.name}' is for task {card.task.value}, not counting", path=engine.path)
+        if card.input.resize is ResizeMode.CENTER_CROP:
+            raise ConfigError(f"card '{card.name}': a counting model cannot use resize 'center_crop' "
+                              "(it would count only the image's centre)", path=engine.path.parent)
         if card.output_stride is None or card.output_stride < 1:
             raise ModelError(f"counting card '{card.name}' has no output_stride", path=engine.path.parent)
         self.engine = engine

@@ -21,7 +21,7 @@ import numpy as np
 from leanvision.core.card import CARD_FILENAME, ModelCard, PostprocessSpec
 from leanvision.core.config import Config
 from leanvision.core.detections import Detections
-from leanvision.core.enums import NmsKind, Task
+from leanvision.core.enums import NmsKind, ResizeMode, Task
 from leanvision.core.errors import ConfigError, ModelError
 from leanvision.core.letterbox import FitTransform
 from leanvision.core.protocols import Prepared, RawOutputs
@@ -114,12 +114,16 @@ class DetectionPredictor(EnginePredictor):
 
     Raises:
         ModelError: the card does not describe a detector or disagrees with the model.
-        ConfigError: an override is unknown or of the wrong type.
+        ConfigError: an override is unknown or of the wrong type, or the card's resize is
+            centre crop.
     """
 
     def __init__(self, engine: Engine, card: ModelCard, *, overrides: Mapping[str, Any] | None = None) -> None:
         if card.task is not Task.DETECT or card.anchors is None or card.box_coder is None:
             raise ModelError(f"card '{card.name}' is for task {card.task.value}, not a detector", path=engine.path)
+        if card.input.resize is ResizeMode.CENTER_CROP:
+            raise ConfigError(f"card '{card.name}': a detector cannot use resize 'center_crop' "
+                              "(it would miss objects near the image's borders)", path=engine.path.parent)
         self.engine = engine
         self.card = card
         self.options = PostprocessOptions.from_card(card.postprocess, overrides)

@@ -1,7 +1,11 @@
 """What every task's predictor shares: read an image, fit it to the card's input (resize
-mode, scale, padding), reorder channels, normalise; the check that an engine matches its
-card; and `EnginePredictor`, the engine plumbing of a `StagedPredictor` (a task's predictor
-adds only its `postprocess`).
+mode, scale, padding, centre crop), reorder channels, normalise; the check that an engine
+matches its card; and `EnginePredictor`, the engine plumbing of a `StagedPredictor` (a task's
+predictor adds only its `postprocess`).
+
+`place` / `fit_to_input` / `place_image` put an image's pixels where a `core.letterbox.FitTransform` says, for
+deployment here and for the torch world's datasets, so training and deployment place pixels
+identically in every resize mode.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from leanvision.core.card import CARD_FILENAME, InputSpec, ModelCard
 from leanvision.core.enums import ResizeMode
-from leanvision.core.errors import DataError, ModelError
+from leanvision.core.errors import ConfigError, DataError, ModelError
 from leanvision.core.letterbox import FitTransform, fit
 from leanvision.core.protocols import Prepared, RawOutputs
 from leanvision.largeimage.readers import whole
@@ -52,13 +56,16 @@ def prepare_images(images: Sequence[ImageInput], spec: InputSpec, *, at_input_sc
     """
     input_hw = (spec.height, spec.width)
     arrays = [read_image(item, i) for i, item in enumerate(images)]
+    if at_input_scale and spec.resize is ResizeMode.CENTER_CROP and any(a.shape[:2] != input_hw for a in arrays):
+        # A whole-image tile is read already cropped, at the input size; any other tile is not.
+        raise ConfigError("resize 'center_crop' cannot run on large-image tiles: it would cut each tile's borders")
     # A tile read at the card's scale must not be scaled again: with S0's scale 0.5 an 800 px
     # tile of a 1600 px window would shrink to 400 px and its detections map back 2x too far.
     scale = 1.0 if at_input_scale and spec.resize is ResizeMode.SCALE else spec.scale
     transforms = tuple(fit(a.shape[:2], input_hw, spec.resize, scale) for a in arrays)
     batch = np.full((len(arrays), *input_hw, 3), spec.pad_value, np.uint8)
     for slot, image, transform in zip(batch, arrays, transforms, strict=True):
-        _paste_resized(slot, image, transform)
+        place(image, transform, slot)
     if spec.color == "BGR":
         batch = batch[..., ::-1]
     sizes = tuple((int(a.shape[0]), int(a.shape[1])) for a in arrays)
@@ -95,14 +102,39 @@ def check_engine(engine: Engine, card: ModelCard, output_names: Sequence[str]) -
         )
 
 
-def _paste_resized(slot: np.ndarray, image: np.ndarray, transform: FitTransform) -> None:
+def place(image: np.ndarray, transform: FitTransform, out: np.ndarray) -> None:
+    """Write `image` (H, W, C) into `out` (input height, input width, C) as `transform` says:
+    resized (OpenCV bilinear, half-pixel centres) to `transform.resized_hw`, cropped by
+    (`crop_x`, `crop_y`), at the top-left. Padding pixels of `out` are left as they are."""
     import cv2
 
     height, width = transform.resized_hw
-    if image.shape[:2] == (height, width):
-        slot[:height, :width] = image
-    else:
-        slot[:height, :width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    shown = image[transform.crop_y: transform.crop_y + out.shape[0], transform.crop_x: transform.crop_x + out.shape[1]]
+    out[: shown.shape[0], : shown.shape[1]] = shown
+
+
+def fit_to_input(
+    image: np.ndarray, input_hw: tuple[int, int], mode: ResizeMode, *, scale: float | None = None, pad_value: int = 0
+) -> tuple[np.ndarray, FitTransform]:
+    """An (H, W, C) uint8 image fitted to an `input_hw` (height, width) model input in `mode`
+    (`core.letterbox.fit`; `scale` for mode scale), padding `pad_value`: the pixels
+    `prepare_images` gives the model, before channel order and normalisation.
+
+    Returns:
+        (input height, input width, C) uint8 array, and the `FitTransform` that maps boxes.
+    """
+    transform = fit(image.shape[:2], input_hw, ResizeMode(mode), scale)
+    out = np.full((*input_hw, image.shape[2]), pad_value, image.dtype)
+    place(image, transform, out)
+    return out, transform
+
+
+def place_image(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """An (H, W, C) uint8 image fitted to the card's input (`fit_to_input` with the card's
+    size, resize mode, scale and pad value): (spec.height, spec.width, C) uint8."""
+    return fit_to_input(image, (spec.height, spec.width), spec.resize, scale=spec.scale, pad_value=spec.pad_value)[0]
 
 
 class EnginePredictor(abc.ABC):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from leanvision.core import Config, ResizeMode
+from leanvision.core.enums import SamplerKind
 
 
 class OptimizerKind(enum.StrEnum):
@@ -192,11 +193,14 @@ class LoaderOptions(Config):
         batch_size: images per training step.
         workers: DataLoader worker processes (0 = load in the training process).
         threads: torch intra-op threads for the step; 0 keeps torch's default.
+        sampler: how images are drawn each epoch: uniform (each once), class_balanced or
+            sqrt (long-tailed classification; `data.torch_classify`).
     """
 
     batch_size: int = 8
     workers: int = 2
     threads: int = 0
+    sampler: SamplerKind = SamplerKind.UNIFORM
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.workers < 0 or self.threads < 0:

@@ -34,12 +34,15 @@ class TrainData:
             counting); `val` is None when not configured.
         classes: class names (the training set's; counting: the one class counted).
         skipped: images and labels left out, with the reason (warned about when found).
+        class_counts: training images per class where the task counts them
+            (classification: the card keeps them for the long-tail report of `val`).
     """
 
     train: Any
     val: Any | None
     classes: tuple[str, ...]
     skipped: list[Issue] = field(default_factory=list)
+    class_counts: tuple[int, ...] = ()
 
 
 def screen_images(dataset: DetectionSet, *, workers: int = 2) -> tuple[DetectionSet, list[Issue]]:

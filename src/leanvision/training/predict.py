@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from leanvision.core import DataError, Detections, InputSpec
-from leanvision.core.letterbox import FitTransform, fit
+from leanvision.core.letterbox import FitTransform
 from leanvision.data.augment.common import read_rgb
 from leanvision.data.formats import DetectionSet, ImageRecord, Issue
 from leanvision.evaluation.detection import DetectionMetrics, evaluate_detections
+from leanvision.runtime.preprocess import fit_to_input
 from leanvision.training.loop import normalize
 
 logger = logging.getLogger(__name__)
@@ -50,15 +50,9 @@ class DatasetPredictions:
 
 
 def fit_image(rgb: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, FitTransform]:
-    """Resize an HxWx3 uint8 image into the card's (height, width) input as the card says."""
-    transform = fit(rgb.shape[:2], (spec.height, spec.width), spec.resize, spec.scale)
-    new_h, new_w = transform.resized_hw
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if transform.pad_x or transform.pad_y:
-        canvas = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
-        canvas[:new_h, :new_w] = resized
-        resized = canvas
-    return resized, transform
+    """Place an HxWx3 uint8 image in the card's (height, width) input as deployment does
+    (`runtime.preprocess.fit_to_input`: the card's resize mode, padding grey)."""
+    return fit_to_input(rgb, (spec.height, spec.width), spec.resize, scale=spec.scale, pad_value=spec.pad_value)
 
 
 @dataclass(frozen=True)
@@ -82,23 +76,27 @@ def predict_records(
     records: Sequence[Any],
     path_of: Callable[[Any], Path],
     spec: InputSpec,
-    infer: Callable[[torch.Tensor], Sequence[Any]],
+    infer: Callable[..., Sequence[Any]],
     *,
     batch_size: int = 4,
     progress: Progress | None = None,
     skipped: list[Issue],
+    with_transforms: bool = False,
 ) -> Iterator[Predicted]:
     """The one prediction loop of every task: decode each record's image (an undecodable one
     is warned about, appended to `skipped` and left out), fit it to the card's input as
     deployment does, normalise, and call `infer` (e.g. `model.detect`) on batches of
-    `batch_size` under `torch.no_grad()`; yield each image's output in record order."""
+    `batch_size` under `torch.no_grad()`; yield each image's output in record order.
+    With `with_transforms`, `infer` is called as `infer(batch, transforms)` (how each image
+    sits in the input, e.g. for a mirror of the image region only)."""
     mean, std = torch.tensor(spec.mean), torch.tensor(spec.std)
     done = 0
     for batch in _batches(_loaded(records, path_of, skipped), max(1, batch_size)):
         fitted = [fit_image(rgb, spec) for _, rgb in batch]
         tensor = torch.from_numpy(np.stack([image for image, _ in fitted])).permute(0, 3, 1, 2)
         with torch.no_grad():
-            outputs = infer(normalize(tensor, mean, std))
+            normalized = normalize(tensor, mean, std)
+            outputs = infer(normalized, [t for _, t in fitted]) if with_transforms else infer(normalized)
         for (record, rgb), (_, transform), output in zip(batch, fitted, outputs, strict=True):
             yield Predicted(record, (rgb.shape[1], rgb.shape[0]), transform, output)
         done += len(batch)

@@ -53,6 +53,7 @@ from leanvision.training.loop import Batch, HookBase, Trainer, normalize
 from leanvision.training.optim import build_optimizer
 from leanvision.training.recipe import load_config
 from leanvision.training.tasks import TaskAdapter, adapter_for, data_task, recipe_task
+from leanvision.training.tasks.base import check_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +264,9 @@ def train(
         _check_task(model, adapter.task, config.model.name)
         card = model.card(class_names=data.classes, input_size=config.data.input_size,
                           resize=config.data.resize, scale=config.data.scale)
+        if data.class_counts:
+            card = card.replace(class_counts=data.class_counts)
+        check_sampler(adapter, config.loader.sampler)
         loader = adapter.train_loader(data, card, model, augment=config.augment, loader=config.loader,
                                       seed=config.seed)
         trainer = Trainer(model, loader, build_optimizer(model, config.optimizer), mean=card.input.mean,

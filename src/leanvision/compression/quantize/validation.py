@@ -62,7 +62,8 @@ class Metric:
 
 MAP50 = Metric("map50", "mAP@0.5", True, "points")
 MAE = Metric("mae", "MAE", False, "objects per image")
-METRICS = {m.key: m for m in (MAP50, MAE)}  # by the headline figure of a labelled set
+TOP1 = Metric("top1", "top-1", True, "points")
+METRICS = {m.key: m for m in (MAP50, MAE, TOP1)}  # by the headline figure of a labelled set
 
 
 class ValidationSet:

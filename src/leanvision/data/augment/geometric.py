@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanvision.core import Config, Detections, ResizeMode
+from leanvision.core import Config, ConfigError, Detections, ResizeMode
 from leanvision.core.letterbox import fit
 from leanvision.data.augment.common import clip_boxes
 
@@ -175,6 +175,9 @@ def fit_to_size(
 
     Boxes are scaled by the exact per-axis factors of the resized content.
     """
+    if ResizeMode(mode) is ResizeMode.CENTER_CROP:
+        raise ConfigError("resize 'center_crop' cuts the image's borders, and boxes with them: it is for "
+                          "classifiers; use letterbox or stretch")
     h, w = image.shape[:2]
     if (h, w) == (height, width) and ResizeMode(mode) is not ResizeMode.SCALE:
         return image, targets

@@ -3,7 +3,7 @@
 | task      | representation       | formats                                  |
 |-----------|----------------------|------------------------------------------|
 | detect    | `DetectionSet`       | COCO JSON, Pascal VOC XML, YOLO txt      |
-| classify  | `ClassificationSet`  | ImageFolder                              |
+| classify  | `ClassificationSet`  | ImageFolder, labels.csv (path,label)     |
 | count     | `CountingSet`        | points JSON / CSV, ShanghaiTech .mat     |
 | segment   | `SegmentationSet`    | PNG masks + classes.json                 |
 
@@ -20,7 +20,12 @@ from typing import TypeVar
 import numpy as np
 
 from leanvision.core import DataError, Task
-from leanvision.data.formats.classification import ClassificationSet, read_imagefolder
+from leanvision.data.formats.classification import (
+    LABELS_CSV,
+    ClassificationSet,
+    read_imagefolder,
+    read_labels_csv,
+)
 from leanvision.data.formats.coco import ANNOTATIONS_FILE, read_coco, write_coco
 from leanvision.data.formats.common import Format, Issue, inside, link_or_copy
 from leanvision.data.formats.convert import Conversion, write_conversion
@@ -47,6 +52,7 @@ TASK_OF_FORMAT = {
     Format.VOC: Task.DETECT,
     Format.YOLO: Task.DETECT,
     Format.IMAGEFOLDER: Task.CLASSIFY,
+    Format.LABELS_CSV: Task.CLASSIFY,
     Format.POINTS: Task.COUNT,
     Format.SHANGHAITECH: Task.COUNT,
     Format.MASKS: Task.SEGMENT,
@@ -55,7 +61,7 @@ TASK_OF_FORMAT = {
 # What a dataset of each task is, for messages.
 DATASETS_OF_TASK = {
     Task.DETECT: "a detection dataset (COCO, VOC or YOLO)",
-    Task.CLASSIFY: "a classification dataset (class folders of images)",
+    Task.CLASSIFY: "a classification dataset (class folders of images, or labels.csv)",
     Task.COUNT: "a counting dataset (points.json, points.csv or ShanghaiTech)",
     Task.SEGMENT: "a segmentation dataset (masks/ + classes.json)",
 }
@@ -65,6 +71,7 @@ _READERS = {
     Format.VOC: read_voc,
     Format.YOLO: read_yolo,
     Format.IMAGEFOLDER: read_imagefolder,
+    Format.LABELS_CSV: read_labels_csv,
     Format.SHANGHAITECH: read_shanghaitech,
     Format.MASKS: read_masks,
 }
@@ -80,14 +87,17 @@ _MARKERS = (
      f"images/ + {GT_DIR}/"),
     (Format.MASKS, lambda p: (p / CLASSES_JSON).is_file() and (p / "masks").is_dir(),
      f"masks/ + {CLASSES_JSON}"),
+    (Format.LABELS_CSV, lambda p: (p / LABELS_CSV).is_file(), LABELS_CSV),
 )
 
 
 def _looks_like_imagefolder(path: Path) -> bool:
     subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return bool(subdirs) and all(
-        any(is_image(f) for f in d.iterdir()) and not (d / "images").is_dir() for d in subdirs
-    )
+    with_images = [d for d in subdirs if any(is_image(f) for f in d.iterdir())]
+    # An empty class folder still makes an ImageFolder (the reader reports it as a problem).
+    empty = [d for d in subdirs if not any(d.iterdir())]
+    return bool(with_images) and len(with_images) + len(empty) == len(subdirs) and not any(
+        (d / "images").is_dir() for d in subdirs)
 
 
 def detect_format(path: Path) -> Format:
@@ -136,8 +146,8 @@ def read_dataset(path: Path, fmt: Format | None = None) -> AnyDataset:
 def read_of_task(path: Path, task: Task) -> AnyDataset:
     """Read the dataset at `path`; DataError naming what was expected if its format is another task's."""
     fmt = detect_format(path)
-    if TASK_OF_FORMAT[fmt] is not task:
-        raise DataError(f"expected {DATASETS_OF_TASK[task]}, found a {fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
+    if TASK_OF_FORMAT[fmt] is not Task(task):
+        raise DataError(f"expected {DATASETS_OF_TASK[Task(task)]}, found a {fmt} ({TASK_OF_FORMAT[fmt]}) set", path=path)
     return read_dataset(path, fmt)
 
 

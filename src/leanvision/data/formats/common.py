@@ -17,6 +17,7 @@ class Format(enum.StrEnum):
     VOC = "voc"
     YOLO = "yolo"
     IMAGEFOLDER = "imagefolder"
+    LABELS_CSV = "labels_csv"  # classify: labels.csv (path,label) beside the images
     POINTS = "points"  # counting: points.json / points.csv beside images/
     SHANGHAITECH = "shanghaitech"  # counting: images/ + ground-truth/GT_*.mat
     MASKS = "masks"  # segmentation: images/ + masks/*.png

@@ -126,10 +126,10 @@ class _Driver:
     def handle(self, message: tuple, *, infer: bool) -> None:
         kind, key, *rest = message
         if kind == TILE:
-            index, slot = rest
+            index, slot, hw = rest
             release = functools.partial(self.workers.channels["free"].put, slot)
             if infer:
-                self.runner.add((key, index), self.ring.view(slot), release)
+                self.runner.add((key, index), self.ring.view(slot, hw), release)
             else:
                 release()
         elif kind == START:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from leanvision.core.classes import ClassProbs
 from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
 from leanvision.core.io import atomic_path, atomic_write_text
@@ -77,6 +78,31 @@ class CountResult:
     @property
     def count(self) -> float:
         return self.density.count
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    """The class scores of one image (classifiers: the whole image, one model input).
+
+    Attributes:
+        path: the image file as given.
+        width, height: image size in level-0 pixels (after EXIF orientation).
+        probs: its `ClassProbs` (with the card's class names).
+        tiles: model inputs (1).
+    """
+
+    path: Path
+    width: int
+    height: int
+    probs: ClassProbs
+    tiles: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": str(self.path), "width": self.width, "height": self.height, **self.probs.to_dict()}
+
+
+def write_classify_json(path: Path, result: ClassifyResult) -> None:
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=1) + "\n")
 
 
 def _rows(dets: Detections, class_names: Sequence[str]) -> list[dict[str, Any]]:

@@ -4,10 +4,11 @@ reading the Ray actors and the reference loop share.
 A reader process takes image jobs from a queue, opens each image (`open_reader`, one
 reader at a time, its whole-image decode buffer reused through a `Scratch`), plans its
 grid, and for each tile takes a free shared-memory slot, decodes the tile into it at the
-model input size and sends `(TILE, image, tile, slot)`. Messages, in order per image:
+model input size and sends `(TILE, image, tile, slot, hw)`. Messages, in order per image:
 
     (START, image_id, (w, h), tiles)     size after orientation, the planned tiles
-    (TILE, image_id, tile_index, slot)   one per tile, tile pixels in slot `slot`
+    (TILE, image_id, tile_index, slot, hw)  one per tile, tile pixels in slot `slot`
+                                         (`SlotRing.view(slot, hw)`: hw = (out_h, out_w))
     (END, image_id, preview or None)     every tile sent; the preview pixels if asked
     (FAIL, image_id, reason)             at any point: the image is dropped
     (EXIT, worker_id, wall, cpu)         the process is done; its read-stage totals
@@ -30,9 +31,11 @@ from typing import Any
 import numpy as np
 
 from leanvision.core.card import ModelCard
-from leanvision.core.errors import LeanVisionError
-from leanvision.largeimage.grid import Tile
-from leanvision.largeimage.pipeline.options import PipelineOptions
+from leanvision.core.enums import ResizeMode
+from leanvision.core.errors import ConfigError, LeanVisionError
+from leanvision.core.tasks import deploy_task
+from leanvision.largeimage.grid import Tile, plan_whole_image
+from leanvision.largeimage.pipeline.options import PipelineOptions, TilingOptions
 from leanvision.largeimage.pipeline.slots import SlotRing
 from leanvision.largeimage.pipeline.stats import StageClock
 from leanvision.largeimage.readers import Reader, Scratch, open_reader
@@ -51,11 +54,16 @@ class ReadSpec:
         input_wh: (w, h) of the model input: every tile is read at this size.
         window_wh: (w, h) of the image region one input covers when `options` name no
             window: the card's `input.window` (input / scale).
+        whole_image: the model sees each image whole, fitted by `resize` (the task's
+            `core.tasks.DeployTask.whole_image`): one tile per image, no tiling options.
+        resize: the card's resize mode (used with `whole_image`).
     """
 
     options: PipelineOptions
     input_wh: tuple[int, int]
     window_wh: tuple[int, int] | None = None
+    whole_image: bool = False
+    resize: ResizeMode = ResizeMode.STRETCH
 
     @classmethod
     def for_card(cls, options: PipelineOptions, card: ModelCard) -> ReadSpec:
@@ -64,12 +72,18 @@ class ReadSpec:
         window_h, window_w = card.input.window
         reader = dataclasses.replace(options.reader_options, fill=card.input.pad_value)
         options = dataclasses.replace(options, reader_options=reader)
-        return cls(options, (card.input.width, card.input.height), (window_w, window_h))
+        whole = deploy_task(card.task).whole_image
+        if whole and options.tiling != TilingOptions():
+            raise ConfigError(f"a {card.task.value} model sees each image whole: --window, --overlap, "
+                              "--drop-border and --fit-grid do not apply")
+        return cls(options, (card.input.width, card.input.height), (window_w, window_h), whole, card.input.resize)
 
     def open(self, path: Path, scratch: Scratch | None = None) -> Reader:
         return open_reader(path, kind=self.options.reader, options=self.options.reader_options, scratch=scratch)
 
     def plan(self, reader: Reader) -> list[Tile]:
+        if self.whole_image:
+            return plan_whole_image(*reader.size, out_size=self.input_wh, mode=self.resize)
         return self.options.tiling.plan(reader.size, self.input_wh, self.window_wh)
 
     def preview(self, reader: Reader) -> np.ndarray | None:
@@ -118,11 +132,11 @@ def _read_tiles(reader: Reader, tiles: list[Tile], image_id: int, ring: SlotRing
         slot = _free_slot(channels["free"], channels["stop"])
         try:
             with clock.process_stage("read"):
-                reader.read(*tile.window, tile.out_w, tile.out_h, out=ring.view(slot))
+                reader.read(*tile.window, tile.out_w, tile.out_h, out=ring.view(slot, (tile.out_h, tile.out_w)))
         except BaseException:
             channels["free"].put(slot)
             raise
-        channels["out"].put((TILE, image_id, index, slot))
+        channels["out"].put((TILE, image_id, index, slot, (tile.out_h, tile.out_w)))
 
 
 def _read_image(image_id: int, path: Path, spec: ReadSpec, ring: SlotRing, channels: dict,

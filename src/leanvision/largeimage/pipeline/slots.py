@@ -53,11 +53,18 @@ class SlotRing:
     def name(self) -> str:
         return self.block.name
 
-    def view(self, slot: int) -> np.ndarray:
-        """The (H, W, 3) uint8 array of slot `slot`, over the shared memory (no copy)."""
+    def view(self, slot: int, hw: tuple[int, int] | None = None) -> np.ndarray:
+        """The (H, W, 3) uint8 array of slot `slot`, over the shared memory (no copy); with
+        `hw`, a contiguous (h, w, 3) array over the slot's first bytes (a smaller tile: a
+        whole image letterboxed, read at its own size)."""
         if self._array is None:
             raise ValueError("slot ring is closed")
-        return self._array[slot]
+        if hw is None or tuple(hw) == self._array.shape[1:3]:
+            return self._array[slot]
+        height, width = hw
+        if height > self._array.shape[1] or width > self._array.shape[2]:
+            raise ValueError(f"a {height}x{width} tile does not fit a {self._array.shape[1]}x{self._array.shape[2]} slot")
+        return self._array[slot].reshape(-1)[: height * width * 3].reshape(height, width, 3)
 
     def close(self) -> None:
         """Unmap the block; views still alive elsewhere keep it mapped until they go."""

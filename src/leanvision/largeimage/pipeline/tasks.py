@@ -7,6 +7,8 @@ of `core.tasks.DEPLOY_TASKS`).
 - count: the tiles' density maps are stitched into one map of the image (`DenseStitcher`,
   DENSITY: each tile's count is kept, overlaps are averaged), whose sum is the count;
   `<stem>.json`, optional `<stem>.npy` and preview.
+- classify: one tile per image (the task is `whole_image`); its class scores are the
+  image's; `<stem>.json` with the top-5 classes.
 
 A merger is `Class(options, card)` with `finish(image, out_dir) -> result`; `image` is the
 book's record of one complete image (path, stem, size, tiles, per-tile results, preview).
@@ -18,7 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from leanvision.core.card import ModelCard
+from leanvision.core.classes import ClassProbs
 from leanvision.core.density import DensityMap
 from leanvision.core.detections import Detections
 from leanvision.largeimage.grid import Tile
@@ -31,8 +36,10 @@ from leanvision.largeimage.merge import (
 )
 from leanvision.largeimage.pipeline.options import PipelineOptions
 from leanvision.largeimage.pipeline.outputs import (
+    ClassifyResult,
     CountResult,
     ImageResult,
+    write_classify_json,
     write_count_outputs,
     write_image_outputs,
 )
@@ -40,9 +47,14 @@ from leanvision.largeimage.pipeline.outputs import (
 
 def merge_tiles(per_tile: Sequence[Detections], tiles: Sequence[Tile], size: tuple[int, int],
                 options: MergeOptions) -> Detections:
-    """One image's detections from its tiles' (tile-input pixels): map, keep, merge."""
+    """One image's detections from its tiles' (tile-input pixels): map, keep, merge, then the
+    highest-scoring `options.max_detections` kept (the model capped each tile alone)."""
     dets, tile_index = tiles_to_image(per_tile, tiles, size)
-    return merge_detections(dets, options, tile_index=tile_index)
+    merged = merge_detections(dets, options, tile_index=tile_index)
+    if options.max_detections is None or len(merged) <= options.max_detections:
+        return merged
+    best = np.argsort(-merged.scores, kind="stable")[: options.max_detections]
+    return merged[np.sort(best)]
 
 
 def stitch_density(per_tile: Sequence[DensityMap], tiles: Sequence[Tile], size: tuple[int, int]) -> DensityMap:
@@ -89,4 +101,20 @@ class CountMerger:
         result = CountResult(image.path, image.size[0], image.size[1], density, len(image.tiles))
         if out_dir is not None:
             write_count_outputs(out_dir, image.stem, result, image.preview, density=self.density)
+        return result
+
+
+class ClassifyMerger:
+    """classify: the image's one tile is the image; write `<stem>.json` (top-5 with names)."""
+
+    def __init__(self, options: PipelineOptions, card: ModelCard) -> None:
+        self.class_names = tuple(card.class_names)
+
+    def finish(self, image: Any, out_dir: Path | None) -> ClassifyResult:
+        if len(image.results) != 1:
+            raise ValueError(f"a classifier sees an image whole: expected 1 tile, got {len(image.results)}")
+        probs = image.results[0]
+        result = ClassifyResult(image.path, image.size[0], image.size[1], ClassProbs(probs.logits, self.class_names))
+        if out_dir is not None:
+            write_classify_json(out_dir / f"{image.stem}.json", result)
         return result

@@ -4,6 +4,7 @@
 |--------|------------------------------------|----------------------------|-----------------|
 | detect | COCO / VOC / YOLO (`read_detection`) | boxes + labels           | val mAP@0.5, max |
 | count  | points JSON / CSV, ShanghaiTech    | density map at the stride  | val MAE, min    |
+| classify | ImageFolder, labels.csv          | class label (soft: mixup)  | val top-1, max  |
 
 The adapters are the `adapter` entries of the torch world's task table (`data.tasks.TORCH_TASKS`).
 A recipe's task is its registered model's (`models.registry`); a model built by a caller's

@@ -82,6 +82,14 @@ class TaskAdapter(Protocol):
         ...
 
 
+def check_sampler(adapter: TaskAdapter, sampler: str) -> None:
+    """ConfigError unless the task's loader honours `loader.sampler` (`samplers`, default uniform only)."""
+    allowed = getattr(adapter, "samplers", ("uniform",))
+    if sampler not in allowed:
+        raise ConfigError(f"loader.sampler '{sampler}' is not available for {adapter.task.value} "
+                          f"(available: {', '.join(allowed)})")
+
+
 def adapter_for(task: Task | str) -> TaskAdapter:
     """The adapter of `task` (`data.tasks.TORCH_TASKS`); ConfigError for a task that cannot be trained yet."""
     return torch_task(task, doing="trained").load("adapter")()

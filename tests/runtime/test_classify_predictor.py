@@ -1,0 +1,163 @@
+"""ClassifyPredictor on a hand-built ONNX classifier (no torch): logits against a numpy
+reference of the same graph, flip TTA, and the one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from leanvision.core import (
+    ClassProbs,
+    ConfigError,
+    InputSpec,
+    ModelCard,
+    ModelError,
+    OutputSpec,
+    ResizeMode,
+    StagedPredictor,
+    Task,
+)
+from leanvision.runtime import EngineOptions, open_engine
+from leanvision.runtime.classify import ClassifyPredictor
+from leanvision.runtime.preprocess import prepare_images
+
+HW = (24, 32)
+CLASSES = ("apple", "bread", "cheese", "dates", "eggs")
+rng = np.random.default_rng(0)
+# A per-pixel weight map before the pooling makes the logits depend on where things are, so
+# mirroring an image (or moving its padding) changes them.
+WEIGHT_MAP = rng.normal(size=(1, 3, *HW)).astype(np.float32)
+PROJECTION = rng.normal(size=(3, len(CLASSES))).astype(np.float32)
+BIAS = rng.normal(size=len(CLASSES)).astype(np.float32)
+
+
+def reference(batch: np.ndarray, classes: int = len(CLASSES)) -> np.ndarray:
+    """The graph of `write_classifier` in numpy: (N, 3, H, W) -> (N, C) logits."""
+    return (batch * WEIGHT_MAP).mean(axis=(2, 3)) @ PROJECTION[:, :classes] + BIAS[:classes]
+
+
+def write_classifier(path: Path, *, classes: int = len(CLASSES), output: str = "logits", batch: int | str = "N") -> Path:
+    """Mul(weight map) -> GlobalAveragePool -> Flatten -> MatMul -> Add: (N, 3, H, W) -> (N, C)."""
+    weights = [numpy_helper.from_array(WEIGHT_MAP, "weight_map"),
+               numpy_helper.from_array(PROJECTION[:, :classes].copy(), "projection"),
+               numpy_helper.from_array(BIAS[:classes].copy(), "bias")]
+    nodes = [helper.make_node("Mul", ["images", "weight_map"], ["weighted"]),
+             helper.make_node("GlobalAveragePool", ["weighted"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "projection"], ["scores"]),
+             helper.make_node("Add", ["scores", "bias"], [output])]
+    graph = helper.make_graph(
+        nodes, "tiny_classifier", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, *HW])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, classes])], initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def card(resize: ResizeMode = ResizeMode.CENTER_CROP, task: Task = Task.CLASSIFY) -> ModelCard:
+    return ModelCard(name="tiny_classifier", task=task, class_names=CLASSES,
+                     input=InputSpec(height=HW[0], width=HW[1], resize=resize, pad_value=114),
+                     outputs=(OutputSpec("logits", "N,C"),))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return write_classifier(tmp_path_factory.mktemp("classifier") / "model.onnx")
+
+
+def predictor(path: Path, resize: ResizeMode = ResizeMode.CENTER_CROP, **overrides) -> ClassifyPredictor:
+    engine = open_engine(path, options=EngineOptions(threads=1))
+    try:
+        return ClassifyPredictor(engine, card(resize), overrides=overrides)
+    except (ModelError, ConfigError):
+        engine.close()
+        raise
+
+
+def images(sizes=((40, 90), (60, 20), (24, 32))) -> list[np.ndarray]:
+    generator = np.random.default_rng(1)
+    return [generator.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+@pytest.mark.parametrize("resize", [ResizeMode.CENTER_CROP, ResizeMode.LETTERBOX, ResizeMode.STRETCH])
+def test_logits_are_the_graphs_on_the_prepared_input(model_file, resize):
+    with predictor(model_file, resize) as classify:
+        assert isinstance(classify, StagedPredictor)
+        results = classify(images())
+        prepared = classify.preprocess(images())
+        staged = []
+        classify.submit(prepared, lambda raw: staged.extend(classify.postprocess(raw, prepared)))
+        classify.wait_all()
+    expected = reference(prepare_images(images(), card(resize).input).batch)
+    assert all(isinstance(r, ClassProbs) for r in results) and len(results) == 3
+    np.testing.assert_allclose(np.stack([r.logits for r in results]), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.stack([r.logits for r in staged]), np.stack([r.logits for r in results]))
+    assert [r.name for r in results] == [CLASSES[i] for i in expected.argmax(1)]
+    assert "tta=none" in repr(classify)
+
+
+def test_flip_averages_the_logits_of_the_image_and_its_mirror(model_file):
+    # 24 x 20 fits the 24 x 32 input unscaled: letterboxed, 12 padding columns on the right.
+    image = images([(24, 20)])[0]
+    spec = card(ResizeMode.LETTERBOX).input
+    plain = reference(prepare_images([image], spec).batch)[0]
+    mirror = reference(prepare_images([image[:, ::-1]], spec).batch)[0]
+    with predictor(model_file, ResizeMode.LETTERBOX, tta="flip") as classify:
+        prepared = classify.preprocess([image])
+        result = classify([image])[0]
+    assert prepared.batch.shape[0] == 2 and len(prepared.sizes) == len(prepared.transforms) == 1
+    np.testing.assert_allclose(result.logits, (plain + mirror) / 2, rtol=1e-5, atol=1e-5)
+    # Both alternatives differ: no TTA, and mirroring the whole input (padding moved left).
+    whole = reference(prepare_images([image], spec).batch[..., ::-1])[0]
+    assert np.abs(result.logits - plain).max() > 1e-3
+    assert np.abs(result.logits - (plain + whole) / 2).max() > 1e-3
+
+
+def test_flip_mirrors_the_whole_input_under_center_crop(model_file):
+    batch = images()
+    with predictor(model_file, tta="flip") as classify:
+        results = classify(batch)
+    inputs = prepare_images(batch, card().input).batch
+    expected = (reference(inputs) + reference(inputs[..., ::-1])) / 2
+    np.testing.assert_allclose(np.stack([r.logits for r in results]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_card_of_another_task_is_refused(model_file):
+    engine = open_engine(model_file)
+    with pytest.raises(ModelError, match="is for task count, not classification"):
+        ClassifyPredictor(engine, card(task=Task.COUNT).replace(output_stride=8))
+    engine.close()
+
+
+def test_an_output_of_the_wrong_shape_is_refused(tmp_path):
+    path = write_classifier(tmp_path / "four" / "model.onnx", classes=4)
+    with predictor(path) as classify, pytest.raises(ModelError, match=r"outputs \[3, 4\].*implies \[3, 5\]"):
+        classify(images())
+    with predictor(path, tta="flip") as classify, pytest.raises(ModelError, match=r"\[6, 4\].*implies \[6, 5\]"):
+        classify(images())
+    other = write_classifier(tmp_path / "named" / "model.onnx", output="scores_out")
+    with pytest.raises(ModelError, match="no output 'logits'"):
+        predictor(other)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"nms": "matrix"}, r"unknown override 'nms' for a classifier \(allowed: tta\)"),
+    ({"tta": "five_crop"}, "tta must be one of none, flip, got 'five_crop'"),
+])
+def test_bad_overrides_are_refused(model_file, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        predictor(model_file, **overrides)
+
+
+def test_flip_needs_a_dynamic_batch(tmp_path):
+    path = write_classifier(tmp_path / "static" / "model.onnx", batch=1)
+    with pytest.raises(ConfigError, match=r"dynamic batch axis .*takes batch 1"):
+        predictor(path, tta="flip")
+    with predictor(path) as classify:
+        assert classify(images([(30, 30)]))[0].num_classes == len(CLASSES)
