@@ -114,7 +114,9 @@ class ClassifyMerger:
         if len(image.results) != 1:
             raise ValueError(f"a classifier sees an image whole: expected 1 tile, got {len(image.results)}")
         probs = image.results[0]
-        result = ClassifyResult(image.path, image.size[0], image.size[1], ClassProbs(probs.logits, self.class_names))
+        if probs.class_names is None:  # a predictor built without the card's names
+            probs = ClassProbs(probs.logits, self.class_names)
+        result = ClassifyResult(image.path, image.size[0], image.size[1], probs)
         if out_dir is not None:
             write_classify_json(out_dir / f"{image.stem}.json", result)
         return result
