@@ -36,7 +36,7 @@ SMALL = {
 TINY = {  # for the determinism runs, made three times each
     Task.DETECT: {"images": 2, "slides": 1, "slide_size": 1024},
     Task.COUNT: {"images": 4, "large_images": 1, "large_size": 1024},
-    Task.CLASSIFY: {"images": 60},
+    Task.CLASSIFY: {"images": 60, "classes": 20},
     Task.SEGMENT: {"images": 2},
 }
 
@@ -112,6 +112,40 @@ def test_classify_long_tail_and_val_coverage(made) -> None:
     per_class = np.bincount([label for _, label in train.items], minlength=len(train.classes))
     assert per_class.min() >= 1 and per_class.max() / per_class.min() >= 10
     assert set(label for _, label in val.items) == set(range(len(val.classes)))
+
+
+def test_classify_label_noise_is_counted_and_val_is_clean(made) -> None:
+    """About 3 % of training images are filed under another class, half under a brand
+    relative; every class keeps its image 0 right; validation is filed right."""
+    from leanvision.data.synth import classify
+
+    out, summary = made[Task.CLASSIFY]
+    counts = classify.class_counts(3, 300)
+    moved = [(label, index, classify.noisy_label(3, label, index, len(counts)))
+             for label in range(len(counts)) for index in range(int(counts[label]))]
+    wrong = [m for m in moved if m[2] != m[0]]
+    assert summary["noisy_train_labels"] == len(wrong) and 0 < len(wrong) <= 0.08 * counts.sum()
+    assert all(index > 0 for _, index, _ in wrong)
+    train = _datasets(out)["train"]
+    per_class = np.bincount([label for _, label in train.items], minlength=len(train.classes))
+    expected = counts.copy()
+    for label, _, filed in wrong:
+        expected[label] -= 1
+        expected[filed] += 1
+    assert per_class.tolist() == expected.tolist()  # the folders hold what noisy_label says
+    val = _datasets(out)["val"]
+    assert np.bincount([label for _, label in val.items]).tolist() == classify.val_counts(counts).tolist()
+
+
+def test_classify_brands_share_the_package() -> None:
+    from leanvision.data.synth import classify
+
+    designs = classify.class_designs(0, 12)
+    for first in (0, 4, 8):
+        brand = designs[first:first + classify.BRAND_SIZE]
+        assert len({(d.shape, d.body, d.pattern) for d in brand}) == 1  # same package
+        assert len({(d.glyph, d.logo, d.band_color) for d in brand}) == classify.BRAND_SIZE  # other labels
+    assert classify.relatives(5, 12) == [4, 6, 7] and classify.relatives(9, 10) == [8]
 
 
 def test_classify_images_are_elongated(made) -> None:
@@ -207,7 +241,10 @@ def test_regions_render_without_seams() -> None:
     ({"task": Task.DETECT, "slides": 1, "slide_size": 70000}, ConfigError),
     ({"task": Task.COUNT, "slides": 1}, ConfigError),
     ({"task": Task.DETECT, "large_images": 2}, ConfigError),
-    ({"task": Task.CLASSIFY, "images": 10}, ConfigError),
+    ({"task": Task.CLASSIFY, "images": 10}, ConfigError),  # fewer than the 200 classes
+    ({"task": Task.CLASSIFY, "images": 10, "classes": 20}, ConfigError),
+    ({"task": Task.CLASSIFY, "classes": 1}, ConfigError),
+    ({"task": Task.DETECT, "classes": 5}, ConfigError),
     ({"task": "boxes"}, ConfigError),
     ({"task": Task.SEGMENT, "seed": -1}, ConfigError),
 ])

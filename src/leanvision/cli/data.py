@@ -34,6 +34,7 @@ def synth(
     slide_size: int = typer.Option(12000, "--slide-size", help="detect: slide side in pixels."),
     large_images: int | None = typer.Option(None, "--large-images", help="count: large crowd images (default 3)."),
     large_size: int = typer.Option(3072, "--large-size", help="count: long side of the large images."),
+    classes: int | None = typer.Option(None, "--classes", help="classify: number of product classes (default 200)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace dataset folders not written by synth."),
     json_out: Path | None = json_option(),
 ) -> None:
@@ -43,7 +44,7 @@ def synth(
     with json_result(json_out) as emit:
         with progress_bar(f"synth {task}") as update:
             summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
-                                 large_images=large_images, large_size=large_size, overwrite=overwrite,
+                                 large_images=large_images, large_size=large_size, classes=classes, overwrite=overwrite,
                                  progress=lambda stage, done, total: update(done, total, stage))
         for split, info in summary["splits"].items():
             out.print(f"{out_dir / split}: {plural(info['images'], 'image')}, {plural(info['objects'], 'object')}")
@@ -112,7 +113,7 @@ def stats(
 
     Exit code 1 when labels had to be left out (listed on stderr and in stats.json; the
     statistics describe the rest), as `data check` does."""
-    from leanvision.data.stats import dataset_stats
+    from leanvision.data.stats import dataset_stats, long_tail_line
 
     result = dataset_stats(path, out_dir)
     left_out = [issue for s in result.values() for issue in s["left_out"]]
@@ -123,6 +124,8 @@ def stats(
         counted = plural(s[noun], *_NOUNS[noun]) if noun else plural(s["images"], "item")
         out.print(f"{name} ({s['task']}, {s['format']}): {plural(s['images'], 'image')}, {counted}; "
                   f"plots: {', '.join(s['plots'])}", highlight=False)
+        if (line := long_tail_line(s)) is not None:
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {out_dir / 'stats.json'}", highlight=False)
     if left_out:
         out.print(f"left out: {plural(len(left_out), 'problem')} (listed above; `leanvision data check` lists "

@@ -4,6 +4,12 @@ Detection: objects per class, box size (sqrt of area) and aspect-ratio histogram
 per image, negatives. Classification: the class long tail (S1's data analysis) and image
 aspect ratios. Counting: people per image. Segmentation: pixels per class.
 Plots use matplotlib's object API (no pyplot, no global backend switch).
+
+A classification set's `long_tail` also splits its classes into head / medium / tail thirds
+by images, most first (`evaluation.classification.class_groups`, the groups `val` reports
+top-1 for when these are the training images), with the classes, images and the fewest /
+most images a class of each third has, and the Gini coefficient of images over classes (0:
+every class the same; towards 1: a few classes hold them all).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leanvision.core.errors import plural
 from leanvision.core.io import atomic_path, atomic_write_text
 from leanvision.data.formats import (
     ClassificationSet,
@@ -24,6 +31,7 @@ from leanvision.data.formats import (
     read_dataset,
 )
 from leanvision.data.images import read_size
+from leanvision.evaluation.classification import GROUPS, class_groups
 
 
 def _histogram(values: np.ndarray, bins: int | np.ndarray = 20) -> dict:
@@ -44,6 +52,55 @@ def _tail(counts: dict[str, int]) -> dict:
     nonzero = [c for c in ordered if c] or [0]
     return {"head_to_tail_ratio": (nonzero[0] / nonzero[-1]) if nonzero[-1] else None,
             "classes_with_no_samples": sum(1 for c in ordered if c == 0)}
+
+
+def gini(counts: np.ndarray) -> float | None:
+    """Gini coefficient of `counts` (mean absolute difference over twice the mean): 0 when
+    every class has as many, (C - 1) / C when one class has them all; None without any."""
+    values = np.sort(np.asarray(counts, np.float64))
+    if not len(values) or values.sum() == 0:
+        return None
+    ranks = np.arange(1, len(values) + 1)
+    return float(2 * (ranks * values).sum() / (len(values) * values.sum()) - (len(values) + 1) / len(values))
+
+
+def _groups(counts: dict[str, int]) -> dict:
+    """Head / medium / tail thirds (`class_groups`): classes, images, share of the images and
+    the fewest / most images of a class in each; None for the min / max of an empty third."""
+    values = np.array(list(counts.values()), np.int64)
+    total = max(int(values.sum()), 1)
+    result = {}
+    for name, members in zip(GROUPS, class_groups(values, len(values)), strict=True):
+        inside = values[members]
+        result[name] = {"classes": len(members), "images": int(inside.sum()),
+                        "share_of_images": float(inside.sum() / total),
+                        "min_images_per_class": int(inside.min()) if len(inside) else None,
+                        "max_images_per_class": int(inside.max()) if len(inside) else None}
+    return result
+
+
+def long_tail_line(stats: dict) -> str | None:
+    """One line of a classification set's long tail, for the console; None for other tasks."""
+    groups = stats.get("long_tail", {}).get("groups")
+    if stats.get("task") != "classify" or not groups:
+        return None
+
+    def third(name: str) -> str:
+        g = groups[name]
+        if not g["classes"]:
+            return f"{name} -"
+        few, most = g["min_images_per_class"], g["max_images_per_class"]
+        per_class = f"{few}" if few == most else f"{few}-{most}"
+        return f"{name} {plural(g['classes'], 'class', 'classes')} ({per_class} a class, {g['share_of_images']:.0%} of images)"
+
+    tail = stats["long_tail"]
+    ratio = tail["head_to_tail_ratio"]
+    extras = [f"imbalance {ratio:.3g}x (largest / smallest class with images)" if ratio is not None else None,
+              f"Gini {tail['gini']:.2f}" if tail.get("gini") is not None else None,
+              f"{plural(tail['classes_with_no_samples'], 'class', 'classes')} without images"
+              if tail["classes_with_no_samples"] else None]
+    shown = "; ".join(e for e in extras if e)
+    return "long tail: " + ", ".join(third(name) for name in GROUPS) + (f"; {shown}" if shown else "")
 
 
 def detection_stats(ds: DetectionSet) -> dict:
@@ -74,7 +131,8 @@ def classification_stats(ds: ClassificationSet) -> dict:
     aspect = sizes[:, 0] / np.maximum(sizes[:, 1], 1)
     return {
         "task": "classify", "images": len(ds.items), "classes": len(ds.classes),
-        "images_per_class": counts, "long_tail": _tail(counts),
+        "images_per_class": counts,
+        "long_tail": _tail(counts) | {"gini": gini(np.array(list(counts.values()))), "groups": _groups(counts)},
         "images_per_class_summary": _summary(np.array(list(counts.values()))),
         "image_aspect_ratio_w_over_h": _summary(aspect),
         "histograms": {"image_aspect_ratio_log2": _histogram(np.log2(np.maximum(aspect, 1e-6)), 30)},
@@ -128,6 +186,42 @@ def _hist(ax, hist: dict, title: str, xlabel: str) -> None:
     ax.set_ylabel("count")
 
 
+_GROUP_COLOURS = {"head": "#4c72b0", "medium": "#dd8452", "tail": "#c44e52"}
+
+
+def _sorted_classes(ax, counts: dict[str, int]) -> None:
+    """Images per class, most first, on a log axis; the head / medium / tail thirds in
+    their own colour, shaded and labelled with their classes and images."""
+    names = list(counts)
+    values = np.array(list(counts.values()), np.int64)
+    floor = 0.5  # a log axis cannot reach 0: classes without images stay empty
+    position = 0
+    for name, members in zip(GROUPS, class_groups(values, len(values)), strict=True):
+        if not len(members):
+            continue
+        span = (position - 0.5, position + len(members) - 0.5)
+        inside = values[members]
+        ax.axvspan(*span, color=_GROUP_COLOURS[name], alpha=0.08, linewidth=0)
+        ax.stairs(np.maximum(inside, floor), np.arange(len(members) + 1) + span[0], baseline=floor, fill=True,
+                  color=_GROUP_COLOURS[name],
+                  label=f"{name}: {plural(len(members), 'class', 'classes')}, {plural(int(inside.sum()), 'image')}")
+        ax.text(sum(span) / 2, 0.98, name, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=8, color=_GROUP_COLOURS[name])
+        position += len(members)
+    order = np.concatenate(class_groups(values, len(values))) if len(values) else np.zeros(0, int)
+    if 0 < len(order) <= 30:
+        ax.set_xticks(range(len(order)), [names[i] for i in order], rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xlabel("classes, most images first")
+    ax.set_xlim(-0.5, max(len(values), 1) - 0.5)
+    ax.set_yscale("log")
+    ax.set_ylim(floor, max(int(values.max(initial=1)), 1) * 3)
+    ax.set_ylabel("images (log scale)")
+    ax.set_title("images per class, sorted: head / medium / tail thirds")
+    if len(values):
+        ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.92))
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -157,6 +251,12 @@ def plot_stats(stats: dict, out: Path, prefix: str) -> list[Path]:
         ax = fig.add_subplot()
         (_bar if kind == "bar" else _hist)(ax, data, title, label)
         path = out / f"{prefix}{title.split(' (')[0].replace(' ', '_')}.png"
+        _save(fig, path)
+        plots.append(path)
+    if task == "classify":
+        fig = Figure(figsize=(7, 4))
+        _sorted_classes(fig.add_subplot(), stats["images_per_class"])
+        path = out / f"{prefix}images_per_class_sorted.png"
         _save(fig, path)
         plots.append(path)
     return plots

@@ -39,11 +39,16 @@ def _check_range(name: str, value: int, low: int, high: int | None = None, why: 
 
 
 def _check_args(task: Task, images: int | None, slides_: int, slide_size: int,
-                large_images: int | None, large_size: int) -> None:
+                large_images: int | None, large_size: int, classes: int | None) -> None:
     row = _TASKS[task]
-    why = f" (one for each of the {row.min_images} classes)" if row.min_images > 1 else ""
+    if classes is not None and not row.classes:
+        raise ConfigError(f"the number of classes is chosen for the {', '.join(t for t, r in _TASKS.items() if r.classes)} "
+                          f"task only, not {task}")
+    if row.classes:
+        _check_range("classes", classes or classify.NUM_CLASSES, classify.MIN_CLASSES)
+    minimum = (classes or classify.NUM_CLASSES) if row.classes else 1
     if images is not None:
-        _check_range("images", images, row.min_images, why=why)
+        _check_range("images", images, minimum, why=f" (one for each of the {minimum} classes)" if row.classes else "")
     _check_range("slides", slides_, 0)
     if slides_ and not row.slides:
         raise ConfigError(f"slides are made for the {', '.join(t for t, r in _TASKS.items() if r.slides)} task only, "
@@ -101,14 +106,18 @@ def _count(out: Path, train: int, seed: int, progress: Progress | None, *, large
     return {"splits": splits}
 
 
-def _classify(out: Path, train: int | None, seed: int, progress: Progress | None, **_: object) -> dict:
-    counts = classify.class_counts(seed, train)
+def _classify(out: Path, train: int | None, seed: int, progress: Progress | None, *, classes: int,
+              **_: object) -> dict:
+    counts = classify.class_counts(seed, train, classes)
     splits = {
         "train": classify.write_products(out / "train", "train", counts, seed=seed, progress=progress),
         "val": classify.write_products(out / "val", "val", classify.val_counts(counts), seed=seed, progress=progress),
     }
+    noisy = splits["train"].pop("noisy_labels")
+    splits["val"].pop("noisy_labels")  # always 0: validation is filed right
     return {"classes": classify.class_names(len(counts)), "splits": splits,
-            "train_per_class": {"max": int(counts.max()), "min": int(counts.min())}}
+            "train_per_class": {"max": int(counts.max()), "min": int(counts.min())},
+            "noisy_train_labels": noisy}
 
 
 def _segment(out: Path, train: int, seed: int, progress: Progress | None, **_: object) -> dict:
@@ -122,11 +131,12 @@ def _segment(out: Path, train: int, seed: int, progress: Progress | None, **_: o
 @dataclass(frozen=True)
 class _Synth:
     """One task's synthetic set: its writer, default training images (None: the writer's
-    own), the fewest images it can make, and the extras it writes (slides, large images)."""
+    own), whether the number of classes is a choice (then at least one image each), and the
+    extras it writes (slides, large images)."""
 
     write: Callable[..., dict]
     images: int | None
-    min_images: int = 1
+    classes: bool = False
     slides: bool = False
     large: bool = False
 
@@ -134,14 +144,14 @@ class _Synth:
 _TASKS = {
     Task.DETECT: _Synth(_detect, 120, slides=True),
     Task.COUNT: _Synth(_count, 60, large=True),
-    Task.CLASSIFY: _Synth(_classify, None, min_images=classify.NUM_CLASSES),  # ~615, Zipf: see classify.py
+    Task.CLASSIFY: _Synth(_classify, None, classes=True),  # ~1240 in 200 classes, Zipf: see classify.py
     Task.SEGMENT: _Synth(_segment, 60),
 }
 
 
 def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = None,
                slides: int = 0, slide_size: int = 12000, progress: Progress | None = None,
-               large_images: int | None = None, large_size: int = 3072,
+               large_images: int | None = None, large_size: int = 3072, classes: int | None = None,
                overwrite: bool = False) -> dict:
     """Write a synthetic dataset for `task` under `out`.
 
@@ -150,7 +160,7 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
         out: output directory; created if missing.
         seed: any integer >= 0; the same seed writes byte-identical files.
         images: training images (validation gets about a quarter); None for the task's
-            default: detect 120, count 60, segment 60, classify ~615 (Zipf, 100 to 3 a class).
+            default: detect 120, count 60, segment 60, classify ~1240 (Zipf, 60 to 3 a class).
         slides: detect only: number of whole slides in `out/slides/`, each written as a
             pyramidal tiled JPEG TIFF and a JPEG with the same pixels and boxes.
         slide_size: side of a slide in pixels, 1000 to 65500 (the JPEG limit).
@@ -158,6 +168,7 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
             ("train", "val", "large") and "slide_000", ...
         large_images: count only: large crowd images in `out/large/` (None = 3).
         large_size: width of a large crowd image, 1024 to 6144 px (height is 3/4 of it).
+        classes: classify only: number of product classes (None = 200), at least 2.
         overwrite: replace train/, val/, slides/, large/ if `out` has them although no
             earlier synthesize() run wrote them (its own output is always replaced).
 
@@ -168,13 +179,13 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
     """
     task = as_enum(Task, task, what="task")
     _check_range("seed", seed, 0)
-    _check_args(task, images, slides, slide_size, large_images, large_size)
+    _check_args(task, images, slides, slide_size, large_images, large_size, classes)
     _prepare(out, overwrite)
     row = _TASKS[task]
     train = images if images is not None else row.images
     large = DEFAULT_LARGE_IMAGES if large_images is None else large_images
     body = row.write(out, train, seed, progress, slides_=slides, slide_size=slide_size, large=large,
-                     large_size=large_size)
+                     large_size=large_size, classes=classes or classify.NUM_CLASSES)
     summary = {"task": str(task), "seed": seed, **body}
     # The file leaves out `out` so that two runs with one seed write identical bytes.
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")

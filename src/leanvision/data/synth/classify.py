@@ -1,10 +1,17 @@
-"""S1 retail products: fine-grained, long-tailed classes of elongated packages.
+"""S1 retail products: fine-grained, long-tailed classes of elongated packages, with the
+traps of a real shelf set.
 
-Each class is a package design (shape, aspect ratio, palette, pattern, label band, logo
-glyph). A quarter of the classes come in near-duplicate pairs that differ only in the logo's
-colour or glyph, as product variants do on a shelf. Class frequencies follow Zipf's law
-(head ~100 training images, tail ~3), with the ranks shuffled so that a pair's two classes
-have different frequencies. Images are crops around one package, so they are elongated too.
+- Fine-grained: classes come in brands of four products that share the package (shape,
+  body colour, pattern) and differ in the label band, the logo glyph and the proportions.
+  On top of that 40 % of the classes come in near-duplicate pairs that differ only in the
+  logo's colour or glyph, as product variants do.
+- Long tail: class frequencies follow Zipf's law (head 60 training images, tail 3 by
+  default), ranks shuffled so that a pair's two classes have different frequencies.
+- Elongated crops around one package, with the shelf neighbours cut in at the sides, tilt,
+  lighting, blur and sensor noise.
+- Label noise: 3 % of the training images are filed under a wrong class (half of them under
+  the class's near-duplicate twin or a brand sibling, where real mislabels go). Validation is
+  clean. `synth.json` counts the noisy labels.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ from leanvision.data.synth.common import (
 )
 from leanvision.data.synth.textures import value_noise
 
-NUM_CLASSES = 60
-HEAD_IMAGES = 100  # training images of the most frequent class by default
+NUM_CLASSES = 200
+MIN_CLASSES = 2
+HEAD_IMAGES = 60  # training images of the most frequent class by default
 TAIL_IMAGES = 3  # ... and of the least frequent
-PAIR_SHARE = 0.25  # share of classes that have a near-duplicate twin (counted per class)
+PAIR_SHARE = 0.4  # share of classes that have a near-duplicate twin (counted per class)
+BRAND_SIZE = 4  # products per brand (same package, other label)
+LABEL_NOISE = 0.03  # share of training images filed under a wrong class
 _GLYPHS = "ABCDEFGHKMNPRSTUXZ"
 
 
@@ -104,17 +114,47 @@ def near_duplicate(rng: np.random.Generator, design: Design) -> Design:
     return dataclasses.replace(design, glyph=str(rng.choice(others)))
 
 
+def brand_sibling(rng: np.random.Generator, design: Design) -> Design:
+    """Another product of the same brand: same package and pattern, another label and proportions."""
+    return dataclasses.replace(
+        design, aspect=_aspect(rng, design.shape), band_color=_rgb(rng),
+        band=(float(rng.uniform(0.4, 0.65)), float(rng.uniform(0.2, 0.35))),
+        glyph=str(rng.choice(list(_GLYPHS))), logo=_rgb(rng))
+
+
 def class_designs(seed: int, num_classes: int = NUM_CLASSES) -> list[Design]:
-    """The classes: pairs of near-duplicates first, then distinct designs."""
+    """The classes, in brands of `BRAND_SIZE` consecutive indices; the first
+    `PAIR_SHARE` of them are near-duplicate pairs (2k, 2k + 1)."""
     rng = rng_for(seed, "classify", "classes", 0)
     pairs = round(num_classes * PAIR_SHARE / 2)
-    designs = []
+    designs: list[Design] = []
     for index in range(num_classes):
         if index < 2 * pairs and index % 2 == 1:
             designs.append(near_duplicate(rng, designs[-1]))
-        else:
+        elif index % BRAND_SIZE == 0:
             designs.append(random_design(rng))
+        else:
+            designs.append(brand_sibling(rng, designs[index - index % BRAND_SIZE]))
     return designs
+
+
+def relatives(label: int, num_classes: int) -> list[int]:
+    """The classes that look most like `label`: its brand siblings (its twin among them)."""
+    first = label - label % BRAND_SIZE
+    return [c for c in range(first, min(first + BRAND_SIZE, num_classes)) if c != label]
+
+
+def noisy_label(seed: int, label: int, index: int, num_classes: int) -> int:
+    """The class training image `index` of class `label` is filed under: `label` itself, or
+    with probability `LABEL_NOISE` another one (half the time a relative). Image 0 of a class
+    is always filed right, so that no class is left without a correct example."""
+    rng = rng_for(seed, "classify", "classes", 2, label, index)
+    if index == 0 or num_classes < 2 or rng.random() >= LABEL_NOISE:
+        return label
+    near = relatives(label, num_classes)
+    if near and rng.random() < 0.5:
+        return int(rng.choice(near))
+    return int((label + rng.integers(1, num_classes)) % num_classes)
 
 
 def class_counts(seed: int, total: int | None, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -198,15 +238,33 @@ def _frame(rng: np.random.Generator, aspect: float) -> tuple[int, int]:
     return max(24, int(long_side * aspect)), long_side
 
 
+def _neighbour(rng: np.random.Generator, canvas: np.ndarray, side: int) -> None:
+    """A slice of another package at the left (side 0) or right (1) edge, as shelf crops have (in place)."""
+    height, width = canvas.shape[:2]
+    other = random_design(rng)
+    ph = max(8, int(height * rng.uniform(0.7, 0.95)))
+    pw = max(8, int(ph / max(other.aspect, 0.5)))
+    shown = max(2, int(width * rng.uniform(0.06, 0.18)))
+    pkg, mask = _package(other, pw, ph)
+    y = int(rng.integers(0, height - ph + 1))
+    cols = slice(pw - min(shown, pw), pw) if side == 0 else slice(0, min(shown, pw))
+    piece, keep = pkg[:, cols], mask[:, cols][..., None] > 0
+    x = 0 if side == 0 else width - piece.shape[1]
+    np.copyto(canvas[y:y + ph, x:x + piece.shape[1]], piece * 0.85, where=keep)
+
+
 def product_image(rng: np.random.Generator, design: Design) -> np.ndarray:
     """One photo-like crop of a package: (H, W, 3) uint8, longest side 128-256 px."""
     height, width = _frame(rng, design.aspect * rng.uniform(0.92, 1.08))
-    fill = rng.uniform(0.72, 0.92)
+    fill = rng.uniform(0.68, 0.9)
     pw, ph = max(8, int(width * fill)), max(8, int(height * fill))
     pkg, mask = _package(design, pw, ph)
     canvas = np.empty((height, width, 3), np.float32)
     canvas[:] = rng.uniform(40, 220, 3)  # shelf or table behind, mottled
     canvas += (value_noise(0, 0, width, height, 12.0, int(rng.integers(1 << 31))) - 0.5)[..., None] * 40
+    for side in (0, 1):
+        if rng.random() < 0.5:
+            _neighbour(rng, canvas, side)
     x = int(rng.integers(0, width - pw + 1))
     y = int(rng.integers(0, height - ph + 1))
     np.copyto(canvas[y:y + ph, x:x + pw], pkg, where=mask[..., None] > 0)
@@ -216,7 +274,7 @@ def product_image(rng: np.random.Generator, design: Design) -> np.ndarray:
 def _photograph(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
     """Small rotation, lighting gradient and colour cast, blur and sensor noise."""
     h, w = canvas.shape[:2]
-    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-4, 4)), 1.0)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-6, 6)), 1.0)
     canvas = cv2.warpAffine(canvas, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
     light = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(1.0, 1.25), h, dtype=np.float32)
     canvas *= light[:, None, None] * rng.uniform(0.9, 1.1, 3).astype(np.float32)
@@ -231,16 +289,23 @@ def class_names(num_classes: int = NUM_CLASSES) -> list[str]:
 
 def write_products(out: Path, split: str, counts: np.ndarray, *, seed: int,
                    progress: Progress | None) -> dict[str, int]:
-    """Write `counts[c]` images of each class c into `out/<class name>/` (ImageFolder)."""
+    """Write `counts[c]` images of each class c into `out/<class name>/` (ImageFolder); in the
+    "train" split some are filed under another class (`noisy_label`).
+
+    Returns:
+        {"images", "objects", "noisy_labels"}.
+    """
     designs, names = class_designs(seed, len(counts)), class_names(len(counts))
-    total, done = int(counts.sum()), 0
-    for label, (design, name) in enumerate(zip(designs, names, strict=True)):
+    total, done, noisy = int(counts.sum()), 0, 0
+    for label, design in enumerate(designs):
         for index in range(int(counts[label])):
             rgb = product_image(rng_for(seed, "classify", split, label, index), design)
-            write_jpeg(out / name / f"{name}_{index:04d}.jpg", rgb)
+            filed = noisy_label(seed, label, index, len(counts)) if split == "train" else label
+            noisy += filed != label
+            write_jpeg(out / names[filed] / f"{split}_{done:05d}.jpg", rgb)  # the name tells nothing
             done += 1
             report(progress, split, done, total)
-    return split_summary(total, total)
+    return split_summary(total, total) | {"noisy_labels": noisy}
 
 
 def val_counts(train: np.ndarray) -> np.ndarray:
