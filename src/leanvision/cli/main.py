@@ -43,7 +43,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
 ) -> None:
-    """Stages: data (synth, convert, check, stats, preview), models, train, val, profile, export, predict, bench, demo."""
+    """Stages: data (synth, convert, check, stats, preview), models, train, fixres, val, profile, export, predict, bench, demo."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
@@ -70,6 +70,7 @@ def _register_commands() -> None:
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.train)
+    app.command("fixres")(train.fixres)
     app.command("val")(val.val)
     app.command("models")(models.models)
     app.command("profile")(profile.profile)

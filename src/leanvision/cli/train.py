@@ -63,3 +63,31 @@ def train(
         account = skip_account([(issue.path, issue.reason) for issue in result.skipped], noun="item")
         typer.echo(f"leanvision: warning: {account}; trained on the rest", err=True)
         raise typer.Exit(EXIT_SKIPPED)
+
+
+def fixres(
+    run: Path = typer.Argument(..., help="A finished classification run directory (config.yaml, best.pt)."),
+    overrides: list[str] | None = typer.Argument(None, help="key=value overrides of the fine-tuning config."),
+    size: int = typer.Option(280, "--size", min=32, help="Test resolution (square side; S1: 280 after training at 224)."),
+    epochs: int = typer.Option(2, "--epochs", min=1, help="Fine-tuning epochs of the classifier."),
+    lr: float = typer.Option(0.002, "--lr", min=0.0, help="Fine-tuning learning rate (cosine, no warm-up)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="The fine-tuned run (default: RUN/fixres<SIZE>)."),
+    json_out: Path | None = json_option(),
+) -> None:
+    """FixRes (S1): fine-tune only the classifier (and BN statistics) at the test resolution.
+
+    Prints top-1 at the training size, at SIZE before and at SIZE after; writes a run
+    directory (best.pt at SIZE, fixres.json) that val, export and quantize take."""
+    from leanvision.core.resources import keep_freed_memory
+    from leanvision.training.fixres import RESULT_FILE
+    from leanvision.training.fixres import fixres as run_fixres
+
+    keep_freed_memory()
+    with json_result(json_out) as emit:
+        result = run_fixres(run, size=size, epochs=epochs, lr=lr, output=out_dir, overrides=list(overrides or []))
+        train_side, test_side = "x".join(map(str, result.train_size)), "x".join(map(str, result.test_size))
+        out.print(f"top-1 at {train_side}: {100 * result.top1_train_size:.2f}%; at {test_side} before fine-tuning "
+                  f"{100 * result.top1_test_size_before:.2f}%, after {100 * result.top1_test_size_after:.2f}%",
+                  highlight=False)
+        out.print(f"{result.run_dir}: best.pt at {test_side}, {RESULT_FILE}", markup=False, highlight=False)
+        emit(result.to_dict())

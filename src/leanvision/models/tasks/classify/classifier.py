@@ -49,6 +49,9 @@ class ClassifierOptions(Config):
         attention: timm's `attn_layer` for the body's blocks ("cbam", "se", "eca"; ResNet
             family only); its layers start from scratch when the weights lack them.
         drop_path: stochastic depth rate of the body (timm's `drop_path_rate`).
+        trainable: "all", or "head": the body's parameters are frozen (FixRes's second stage
+            fine-tunes the classifier at the test resolution; the body's BatchNorm
+            statistics still follow the new resolution in training mode).
     """
 
     arch: str = "tf_efficientnet_lite0"
@@ -57,8 +60,11 @@ class ClassifierOptions(Config):
     label_smoothing: float = 0.0
     attention: str | None = None
     drop_path: float = 0.0
+    trainable: str = "all"
 
     def __post_init__(self) -> None:
+        if self.trainable not in ("all", "head"):
+            raise ValueError(f"trainable must be 'all' or 'head', got {self.trainable!r}")
         if self.hidden < 0:
             raise ValueError(f"hidden must be >= 0 (0: a linear head), got {self.hidden}")
         if not 0 <= self.dropout < 1:
@@ -270,6 +276,8 @@ def build_classifier(name: str, *, num_classes: int, weights_backbone: str | os.
     # timm's pooled output: `head_hidden_size` where a pre-logits layer follows the pooling (MobileNetV3).
     width = getattr(body, "head_hidden_size", None) or body.num_features
     head = classifier_head(width, num_classes, hidden=options.hidden, dropout=options.dropout)
+    if options.trainable == "head":
+        body.requires_grad_(False)
     cfg = body.pretrained_cfg
     mean = tuple(255.0 * m for m in cfg["mean"])
     std = tuple(255.0 * s for s in cfg["std"])
