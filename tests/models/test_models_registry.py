@@ -67,7 +67,7 @@ def test_unknown_name_lists_close_names():
     message = str(info.value)
     assert "unknown model 'retinanet_mbv3_slim'" in message and "retinanet_mbv2_slim" in message
     assert "\n" not in message
-    with pytest.raises(ConfigError, match="known: cls_effl0, .*, csrnet, csrnet_mbv2, retinanet_effl0_slim, retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
+    with pytest.raises(ConfigError, match=r"known: cls_effl0, .*, csrnet, csrnet_mbv2, retinanet_effl0_slim, retinanet_mbv2, retinanet_mbv2_slim, retinanet_r50"):
         create_model("yolo", num_classes=1)
 
 

@@ -1,5 +1,5 @@
 """ClassifyPredictor on a hand-built ONNX classifier (no torch): logits against a numpy
-reference of the same graph, flip TTA, and the one-line errors."""
+reference of the same graph, flip TTA, ensembles (`EnsemblePredictor`), and the one-line errors."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from leanvision.core import (
     Task,
 )
 from leanvision.runtime import EngineOptions, open_engine
-from leanvision.runtime.classify import ClassifyPredictor
+from leanvision.runtime.classify import ClassifyPredictor, EnsemblePredictor, load_ensemble
 from leanvision.runtime.preprocess import prepare_images
 
 HW = (24, 32)
@@ -35,14 +35,15 @@ PROJECTION = rng.normal(size=(3, len(CLASSES))).astype(np.float32)
 BIAS = rng.normal(size=len(CLASSES)).astype(np.float32)
 
 
-def reference(batch: np.ndarray, classes: int = len(CLASSES)) -> np.ndarray:
+def reference(batch: np.ndarray, classes: int = len(CLASSES), factor: float = 1.0) -> np.ndarray:
     """The graph of `write_classifier` in numpy: (N, 3, H, W) -> (N, C) logits."""
-    return (batch * WEIGHT_MAP).mean(axis=(2, 3)) @ PROJECTION[:, :classes] + BIAS[:classes]
+    return (batch * WEIGHT_MAP * factor).mean(axis=(2, 3)) @ PROJECTION[:, :classes] + BIAS[:classes]
 
 
-def write_classifier(path: Path, *, classes: int = len(CLASSES), output: str = "logits", batch: int | str = "N") -> Path:
-    """Mul(weight map) -> GlobalAveragePool -> Flatten -> MatMul -> Add: (N, 3, H, W) -> (N, C)."""
-    weights = [numpy_helper.from_array(WEIGHT_MAP, "weight_map"),
+def write_classifier(path: Path, *, classes: int = len(CLASSES), output: str = "logits", batch: int | str = "N",
+                     factor: float = 1.0) -> Path:
+    """Mul(weight map x factor) -> GlobalAveragePool -> Flatten -> MatMul -> Add: (N, 3, H, W) -> (N, C)."""
+    weights = [numpy_helper.from_array((WEIGHT_MAP * np.float32(factor)).astype(np.float32), "weight_map"),
                numpy_helper.from_array(PROJECTION[:, :classes].copy(), "projection"),
                numpy_helper.from_array(BIAS[:classes].copy(), "bias")]
     nodes = [helper.make_node("Mul", ["images", "weight_map"], ["weighted"]),
@@ -161,3 +162,93 @@ def test_flip_needs_a_dynamic_batch(tmp_path):
         predictor(path, tta="flip")
     with predictor(path) as classify:
         assert classify(images([(30, 30)]))[0].num_classes == len(CLASSES)
+
+
+# Ensembles: two models differing in weights (factor 1 and -2), the mean of their logits.
+FACTORS = (1.0, -2.0)
+
+
+@pytest.fixture(scope="module")
+def member_dirs(tmp_path_factory) -> list[Path]:
+    """Two exported model directories (model.onnx + model_card.json), letterbox cards."""
+    dirs = []
+    for i, factor in enumerate(FACTORS):
+        directory = tmp_path_factory.mktemp(f"member{i}")
+        write_classifier(directory / "model.onnx", factor=factor)
+        card(ResizeMode.LETTERBOX).replace(name=f"member{i}").save(directory)
+        dirs.append(directory)
+    return dirs
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_an_ensemble_is_the_mean_of_its_members_logits(member_dirs, tta):
+    batch = images([(24, 20), (12, 32), (24, 32)])  # fit unscaled: padding right, below, none
+    spec = card(ResizeMode.LETTERBOX).input
+    plain = prepare_images(batch, spec).batch
+    mirrored = prepare_images([b[:, ::-1] for b in batch], spec).batch  # the mirrored images, as preprocessed
+
+    def member(factor: float) -> np.ndarray:  # one model's logits, by hand: its TTA first
+        logits = reference(plain, factor=factor)
+        return (logits + reference(mirrored, factor=factor)) / 2 if tta == "flip" else logits
+
+    expected = (member(FACTORS[0]) + member(FACTORS[1])) / 2
+    options = EngineOptions(threads=1)
+    with load_ensemble(member_dirs, options=options, overrides={"tta": tta}) as ensemble:
+        assert isinstance(ensemble, StagedPredictor) and ensemble.card.name == "member0"
+        results = ensemble(batch)
+        prepared = ensemble.preprocess(batch)
+        staged = []
+        ensemble.submit(prepared, lambda raw: staged.extend(ensemble.postprocess(raw, prepared)))
+        ensemble.wait_all()
+    got = np.stack([r.logits for r in results])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.stack([r.logits for r in staged]), got)
+    assert np.abs(got - member(FACTORS[0])).max() > 1e-2 and np.abs(got - member(FACTORS[1])).max() > 1e-2
+    assert [r.name for r in results] == [CLASSES[i] for i in got.argmax(1)]
+
+
+def test_an_ensemble_of_predictors_averages_their_exact_logits(member_dirs):
+    """The ensemble's logits are exactly the mean of its members' own, TTA included."""
+    batch = images()
+
+    def open_member(directory: Path) -> ClassifyPredictor:
+        return ClassifyPredictor(open_engine(directory / "model.onnx", options=EngineOptions(threads=1)),
+                                 ModelCard.load(directory), overrides={"tta": "flip"})
+
+    singles = []
+    for directory in member_dirs:
+        with open_member(directory) as one:
+            singles.append(np.stack([r.logits for r in one(batch)]))
+    with EnsemblePredictor([open_member(d) for d in member_dirs]) as ensemble:
+        got = np.stack([r.logits for r in ensemble(batch)])
+        assert "tta=flip" in repr(ensemble)
+    np.testing.assert_allclose(got, (singles[0] + singles[1]) / 2, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"class_names": ("apple", "bread", "cheese", "dates", "figs")},
+     r"member 'other' has classes \[apple, bread, cheese, dates, ...\] \(5\), the first model"),
+    ({"input": InputSpec(height=HW[0], width=HW[1], resize=ResizeMode.CENTER_CROP, pad_value=114)},
+     r"member 'other' has another input spec than the first model \(resize differ\)"),
+    ({"task": Task.COUNT, "output_stride": 8}, r"member 'other' is a count model; an ensemble averages classifiers"),
+])
+def test_members_that_disagree_are_refused_before_any_engine_opens(member_dirs, tmp_path, change, message):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_classifier(other / "model.onnx")
+    card(ResizeMode.LETTERBOX).replace(name="other", **change).save(other)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_ensemble([member_dirs[0], other])
+    assert error.value.path == str(other) and "\n" not in str(error.value)
+
+
+def test_an_ensemble_needs_two_members_of_one_tta(member_dirs):
+    with pytest.raises(ConfigError, match="at least 2 models, got 1"):
+        load_ensemble(member_dirs[:1])
+    first = ClassifyPredictor(open_engine(member_dirs[0] / "model.onnx"), ModelCard.load(member_dirs[0]))
+    second = ClassifyPredictor(open_engine(member_dirs[1] / "model.onnx"), ModelCard.load(member_dirs[1]),
+                               overrides={"tta": "flip"})
+    with pytest.raises(ConfigError, match=r"different TTA \(flip, none\)"):
+        EnsemblePredictor([first, second])
+    first.close()
+    second.close()

@@ -10,6 +10,10 @@ that image's JSON alone (the ordinary-image form). S3's counting run:
 
 Exit codes (`ui.finish_batch`): 0 every image done; 1 some images failed (skipped, counted,
 named in a one-line account on stderr and listed in summary.json); 2 none done.
+
+Classifiers (each image seen whole) take `--tta flip` and `--ensemble MODEL_DIR` (repeatable:
+the members' logits averaged, `runtime.classify.load_ensemble`); another task's model with
+either is a one-line error, as detection's `--conf` / `--iou` / `--max-det` on another task.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from leanvision.largeimage.pipeline import (
 )
 from leanvision.largeimage.pipeline.options import DEFAULT_BATCH, DEFAULT_READERS
 from leanvision.largeimage.readers import ReaderKind
+from leanvision.runtime.classify import Tta
 from leanvision.runtime.engines.base import Backend
 
 
@@ -67,18 +72,36 @@ def _overrides(card: ModelCard, model_dir: Path, **flags: float | int | None) ->
     return {_POSTPROCESS_FLAGS[name][1]: value for name, value in given.items()}
 
 
-def _factory(model_dir: Path, backend: Backend | None, requests: int | None, **flags: float | int | None
-             ) -> functools.partial:
-    """A picklable predictor factory; the card and the flags are checked here, before any work starts."""
-    from leanvision.runtime import EngineOptions, PerformanceHint, load_predictor
+def _classify_overrides(card: ModelCard, model_dir: Path, tta: Tta | None, ensemble: list[Path]) -> dict[str, str]:
+    """The classifier's override `--tta` asks for; a ConfigError when --tta or --ensemble is
+    given for a model of another task (they average class logits)."""
+    given = [flag for flag, value in (("--tta", tta is not None), ("--ensemble", bool(ensemble))) if value]
+    if given and card.task is not Task.CLASSIFY:
+        raise ConfigError(f"{', '.join(given)}: classifiers only (class logits averaged); '{card.name}' is a model "
+                          f"of task {card.task.value}", path=model_dir)
+    return {"tta": tta.value} if tta is not None and tta is not Tta.NONE else {}
 
-    if not model_dir.is_dir():
-        raise ModelError("model directory not found", path=model_dir)
+
+def _factory(model_dir: Path, backend: Backend | None, requests: int | None, *, tta: Tta | None = None,
+             ensemble: list[Path] | None = None, **flags: float | int | None) -> functools.partial:
+    """A picklable predictor factory; the card and the flags are checked here, before any work
+    starts. With --ensemble: `runtime.classify.load_ensemble` over MODEL_DIR and the members."""
+    from leanvision.runtime import EngineOptions, PerformanceHint, load_ensemble, load_predictor
+    from leanvision.runtime.classify import check_members
+
+    ensemble = list(ensemble or [])
+    for directory in (model_dir, *ensemble):
+        if not directory.is_dir():
+            raise ModelError("model directory not found", path=directory)
     card = ModelCard.load(model_dir)  # a missing or unreadable card: one-line ModelError now
-    overrides = _overrides(card, model_dir, **flags)
+    overrides = {**_overrides(card, model_dir, **flags), **_classify_overrides(card, model_dir, tta, ensemble)}
     # THROUGHPUT: several streams and requests, what an async pipeline feeds (measured in
     # docs/large-images.md); num_requests None keeps the engine's optimal number.
     engine = EngineOptions(num_requests=requests, performance=PerformanceHint.THROUGHPUT)
+    if ensemble:
+        check_members([card, *(ModelCard.load(d) for d in ensemble)], [model_dir, *ensemble])
+        return functools.partial(load_ensemble, [model_dir, *ensemble], backend=backend, options=engine,
+                                 overrides=overrides or None)
     return functools.partial(load_predictor, model_dir, backend=backend, options=engine, overrides=overrides or None)
 
 
@@ -171,6 +194,8 @@ def predict(
     merge: MergeMethod = typer.Option(MergeMethod.NMS, "--merge", help="How detections of neighbouring tiles are merged."),
     preview: bool = typer.Option(False, "--preview", help="Also write <stem>.png: the image downscaled with its boxes (counting: its density heat map)."),
     density: bool = typer.Option(False, "--density", help="Counting models: also write <stem>.npy, the stitched density map."),
+    tta: Tta | None = typer.Option(None, "--tta", help="Classifiers: flip averages the logits of each image and its mirror (two model rows per image). Default none."),
+    ensemble: list[Path] = typer.Option([], "--ensemble", help="Classifiers: another exported model directory whose logits are averaged with MODEL_DIR's (after --tta). Repeat for several; same classes and input spec."),
     engine: EngineKind = typer.Option(EngineKind.LOCAL, "--engine", help="local, or ray to run on a Ray cluster."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: start Ray here)."),
     json_out: Path | None = json_option("the run's summary (summary.json's fields)"),
@@ -185,7 +210,7 @@ def predict(
         "requests": requests, "preview": preview, "density": density, "engine": engine,
         "ray": RayOptions(address=ray_address),
     })
-    factory = _factory(model_dir, backend, requests, conf=conf, iou=iou, max_det=max_det)
+    factory = _factory(model_dir, backend, requests, tta=tta, ensemble=ensemble, conf=conf, iou=iou, max_det=max_det)
     with json_result(json_out) as emit:
         if out_path.suffix.lower() == ".json":
             if engine is not EngineKind.LOCAL:

@@ -1,6 +1,7 @@
 """`leanvision val`: a checkpoint scored on a labelled set of its task (`data.labelled`), by its
 task's adapter (`TaskAdapter.validate`): COCO mAP with a PR curve (detection), MAE, RMSE and
-NAE (counting).
+NAE (counting), top-1 / top-5 (classification; `--tta flip`, and `--ensemble CKPT` to average
+the logits of several checkpoints, recorded in metrics.json's `ensemble`).
 
 Exit codes (`ui.finish_batch`): 0 every labelled image scored; 1 some left out (labels that
 cannot be used, images that do not decode), named in a one-line account on stderr and in
@@ -41,6 +42,7 @@ def val(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per model call."),
     tta: Tta = typer.Option(Tta.NONE, "--tta",
                             help="Test-time augmentation (classifiers): flip averages the logits of each image and its mirror."),
+    ensemble: list[Path] = typer.Option([], "--ensemble", help="Classifiers: another checkpoint or run directory whose logits are averaged with CHECKPOINT's (after --tta). Repeat for several; same classes and input spec."),
 ) -> None:
     """Run the model over DATA at its card's input size; print mAP, mAP@0.5, AR, per-class AP
     (detection) or MAE, RMSE, NAE (counting). Exit code 1 when images or labels were left
@@ -53,21 +55,27 @@ def val(
     ckpt = _checkpoint_file(checkpoint)
     model, card = model_from_checkpoint(ckpt)
     target = out_dir if out_dir is not None else ckpt.parent
-    labelled = load_labelled_set(data, card)
     adapter = adapter_for(card.task)
     if tta not in getattr(adapter, "tta_modes", ("none",)):
         raise ConfigError(f"--tta {tta.value} is not available for a {card.task.value} model")
     options = {"tta": tta.value} if tta is not Tta.NONE else {}
+    members = _ensemble(adapter, card, ckpt, ensemble)
+    labelled = load_labelled_set(data, card)
     for issue in labelled.issues:
         warn(f"{issue} (left out)")
     with json_result(json_out) as emit:
         with progress_bar(f"val {data}") as update:
-            report = adapter.validate(model, labelled, card, batch_size=batch_size, progress=update, out_dir=target,
-                                      **options)
+            report = adapter.validate([model, *(m for _, m in members)] if members else model, labelled, card,
+                                      batch_size=batch_size, progress=update, out_dir=target, **options)
+        if members:
+            out.print(f"ensemble: mean logits of {len(members) + 1} models: {ckpt}, "
+                      f"{', '.join(str(path) for path, _ in members)}", markup=False, highlight=False)
         for line in report.lines:
             out.print(line, markup=False, highlight=False)
         result = {"checkpoint": str(ckpt), "data": str(data), "input_size": [card.input.height, card.input.width],
                   "left_out": [str(issue) for issue in labelled.issues], **report.json}
+        if members:
+            result["ensemble"] = [str(ckpt), *(str(path) for path, _ in members)]
         emit_json(result, target / "metrics.json")
         out.print(f"metrics JSON: {target / 'metrics.json'}", markup=False, highlight=False)
         emit(result)
@@ -75,6 +83,24 @@ def val(
     skipped = [(issue.path, issue.reason) for issue in labelled.issues] + [_split(text) for text in undecoded]
     finish_batch(skipped, done=len(labelled.files) - len(undecoded), noun="item",
                  listed_in=target / "metrics.json")
+
+
+def _ensemble(adapter, card, ckpt: Path, paths: list[Path]) -> list[tuple[Path, object]]:
+    """The --ensemble members as (checkpoint, model), checked against CHECKPOINT's card; a
+    one-line ConfigError for a task that has no ensembles or a member that disagrees."""
+    if not paths:
+        return []
+    from leanvision.core import ConfigError
+    from leanvision.runtime.classify import check_members
+    from leanvision.training.checkpoint import model_from_checkpoint
+
+    if not getattr(adapter, "ensembles", False):
+        raise ConfigError(f"--ensemble averages classifiers' logits; '{card.name}' is a {card.task.value} model",
+                          path=ckpt)
+    files = [_checkpoint_file(path) for path in paths]
+    loaded = [model_from_checkpoint(path) for path in files]
+    check_members([card, *(c for _, c in loaded)], [ckpt, *files])
+    return [(path, model) for path, (model, _) in zip(files, loaded, strict=True)]
 
 
 def _split(issue: str) -> tuple[str, str]:

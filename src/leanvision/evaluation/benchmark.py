@@ -9,6 +9,13 @@ its own (VmHWM) and nothing one engine allocated inflates the next. Within it, a
 the slide run are measured once; latency and throughput once per (batch, requests) cell.
 Timing goes through the `StagedPredictor` protocol (`submit` / `wait_all`), so any task's
 predictor benchmarks the same way; the caller supplies the task's evaluation.
+
+Classifiers add two dimensions, so that what test-time augmentation and ensembles cost in
+images/s sits beside the accuracy they gain: `BenchOptions.tta` (each model also run with
+flip TTA: two model rows per image) and `run_bench(..., ensemble=dirs)` (the first model and
+`dirs` as one `runtime.classify.EnsemblePredictor`, the mean of their logits, one more set of
+cells named after all its members, `a+b+c`). `variant_costs` sets each such cell against
+the plain first model's.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class BenchOptions(Config):
         threads: engine threads (None: the engine's default, all cores).
         isolate: run each (model, engine, precision) in a fresh process (true peak RSS).
         drop_border: the slide run's `drop_border` (S0: 400 px for 1600 px windows).
+        tta: test-time augmentation modes per model ("none", "flip": classifiers only).
     """
 
     backends: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -58,10 +66,13 @@ class BenchOptions(Config):
     threads: int | None = None
     isolate: bool = True
     drop_border: int = 0
+    tta: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
-        if not self.backends or not self.batches or not self.requests or not self.precisions:
-            raise ValueError("backends, precisions, batches and requests need at least one value each")
+        if not self.backends or not self.batches or not self.requests or not self.precisions or not self.tta:
+            raise ValueError("backends, precisions, batches, requests and tta need at least one value each")
+        if set(self.tta) - {"none", "flip"}:
+            raise ValueError(f"tta takes none and flip, got {', '.join(self.tta)}")
         if min(self.batches) < 1 or min(self.requests) < 1 or self.seconds <= 0:
             raise ValueError("batches and requests must be >= 1 and seconds > 0")
 
@@ -107,10 +118,13 @@ class Cell:
     slide_seconds: float | None = None
     slide_peak_rss_mb: float | None = None
     note: str = ""
+    tta: str = "none"
+    members: list[str] = dataclasses.field(default_factory=list)  # an ensemble's model dirs; [] for one model
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.backend}/{self.precision_hint}/b{self.batch}/r{self.requests}"
+        tta = "" if self.tta == "none" else f"/tta-{self.tta}"
+        return f"{self.model}/{self.backend}/{self.precision_hint}/b{self.batch}/r{self.requests}{tta}"
 
 
 def model_size_mb(model_dir: Path) -> float:
@@ -191,23 +205,28 @@ def _predict_all(predictor, images: Sequence[np.ndarray], batch: int) -> list[An
 
 
 def open_predictor(model_dir: Path, *, backend: str, precision: str, threads: int | None,
-                   requests: int | None, throughput: bool = False):
-    """A runtime predictor for one bench cell (the default `predictor_factory`)."""
-    from leanvision.runtime import EngineOptions, PerformanceHint, load_predictor
+                   requests: int | None, throughput: bool = False, tta: str = "none", ensemble: Sequence[Path] = ()):
+    """A runtime predictor for one bench cell (the default `predictor_factory`); with
+    `ensemble`, `model_dir` and those directories as one `EnsemblePredictor`."""
+    from leanvision.runtime import EngineOptions, PerformanceHint, load_ensemble, load_predictor
 
     performance = PerformanceHint.THROUGHPUT if throughput or (requests or 1) > 1 else PerformanceHint.LATENCY
     options = EngineOptions(threads=threads, num_requests=requests, precision=precision, performance=performance)
-    return load_predictor(model_dir, backend=backend, options=options)
+    overrides = {"tta": tta} if tta != "none" else None
+    if ensemble:
+        return load_ensemble([model_dir, *ensemble], backend=backend, options=options, overrides=overrides)
+    return load_predictor(model_dir, backend=backend, options=options, overrides=overrides)
 
 
 def run_slides(model_dir: Path, backend: str, precision: str, slides: Sequence[Path], *,
-               threads: int | None = None, drop_border: int = 0) -> tuple[float, float]:
+               threads: int | None = None, drop_border: int = 0, tta: str = "none",
+               ensemble: Sequence[Path] = ()) -> tuple[float, float]:
     """(seconds, peak RSS MB) of the large-image pipeline over `slides` (default settings:
     the card's window, THROUGHPUT hint, the engine's optimal requests)."""
     from leanvision.largeimage import PipelineOptions, TilingOptions, run_pipeline
 
     predictor = open_predictor(model_dir, backend=backend, precision=precision, threads=threads,
-                               requests=None, throughput=True)
+                               requests=None, throughput=True, tta=tta, ensemble=ensemble)
     options = PipelineOptions(tiling=TilingOptions(drop_border=drop_border))
     summary = run_pipeline(predictor, list(slides), options=options)
     if summary.failed:
@@ -226,6 +245,17 @@ class _Job:
     options: BenchOptions
     val: ValSet | None
     slides: tuple[Path, ...]
+    tta: str = "none"
+    ensemble: tuple[Path, ...] = ()  # the other members of an ensemble with `model_dir`
+
+    @property
+    def model_name(self) -> str:
+        return "+".join(d.name for d in (self.model_dir, *self.ensemble))
+
+    def open(self, requests: int | None) -> Any:
+        opts = self.options
+        return open_predictor(self.model_dir, backend=self.backend, precision=self.precision, threads=opts.threads,
+                              requests=requests, tta=self.tta, ensemble=self.ensemble)
 
 
 def _run_job(job: _Job) -> list[dict]:
@@ -233,7 +263,7 @@ def _run_job(job: _Job) -> list[dict]:
     from leanvision.core.resources import peak_rss_mb
 
     opts = job.options
-    base = open_predictor(job.model_dir, backend=job.backend, precision=job.precision, threads=opts.threads, requests=1)
+    base = job.open(1)
     card = base.card
     metrics = {}
     if job.val is not None:
@@ -242,27 +272,28 @@ def _run_job(job: _Job) -> list[dict]:
     slide_seconds = slide_rss = None
     if job.slides:
         slide_seconds, slide_rss = run_slides(job.model_dir, job.backend, job.precision, job.slides,
-                                              threads=opts.threads, drop_border=opts.drop_border)
+                                              threads=opts.threads, drop_border=opts.drop_border, tta=job.tta,
+                                              ensemble=job.ensemble)
     engine_precision = str(getattr(getattr(base, "engine", None), "precision", job.precision))
     sample = _load_images(job.val.images[:1])[0] if job.val is not None else None
     cells = []
     for batch in opts.batches:
         for requests in opts.requests:
-            predictor = base if requests == 1 else open_predictor(
-                job.model_dir, backend=job.backend, precision=job.precision, threads=opts.threads, requests=requests)
+            predictor = base if requests == 1 else job.open(requests)
             image = sample if sample is not None else np.zeros((card.input.height, card.input.width, 3), np.uint8)
             prepared = predictor.preprocess([image] * batch)
             latency = time_latency(predictor, prepared, warmup=opts.warmup, seconds=opts.seconds / 2)
             throughput = time_throughput(predictor, prepared, requests=requests, batch=batch, seconds=opts.seconds / 2)
             cells.append(dataclasses.asdict(Cell(
-                model=job.model_dir.name, model_dir=str(job.model_dir), task=str(card.task),
+                model=job.model_name, model_dir=str(job.model_dir), task=str(card.task),
                 model_precision=str(card.precision), backend=job.backend, precision_hint=job.precision,
                 engine_precision=engine_precision, batch=batch, requests=requests,
                 latency_ms_median=statistics.median(latency), latency_ms_p90=_percentile(latency, 90),
                 latency_ms=[round(v, 3) for v in latency], images_per_s=throughput, peak_rss_mb=0.0,
-                model_mb=model_size_mb(job.model_dir), metrics=dict(metrics),
+                model_mb=sum(model_size_mb(d) for d in (job.model_dir, *job.ensemble)), metrics=dict(metrics),
                 slides_per_s=(len(job.slides) / slide_seconds) if slide_seconds else None,
-                slide_seconds=slide_seconds, slide_peak_rss_mb=slide_rss,
+                slide_seconds=slide_seconds, slide_peak_rss_mb=slide_rss, tta=job.tta,
+                members=[str(d) for d in (job.model_dir, *job.ensemble)] if job.ensemble else [],
             )))
             if predictor is not base and hasattr(predictor, "close"):
                 predictor.close()
@@ -306,8 +337,10 @@ def run_bench(
     slides: Sequence[Path] = (),
     options: BenchOptions = BenchOptions(),
     progress: Callable[[str, int, int], None] | None = None,
+    ensemble: Sequence[Path] = (),
 ) -> list[Cell]:
-    """Measure the matrix. Returns one `Cell` per model x backend x precision x batch x requests.
+    """Measure the matrix. Returns one `Cell` per model x backend x precision x batch x
+    requests (x TTA mode: `options.tta`), and with `ensemble` as many for the ensemble.
 
     Args:
         model_dirs: exported model directories (model file + model_card.json).
@@ -315,22 +348,52 @@ def run_bench(
             processes); None skips accuracy.
         slides: large images for the end-to-end pipeline figure (slides/s).
         progress: called as `progress(label, done, total)`.
+        ensemble: classifier directories averaged with the first model (its cells are
+            named after every member, `a+b+c`); on the backends every member can run.
     """
+    groups = [(Path(d), ()) for d in model_dirs]
+    if ensemble:
+        groups.append((Path(model_dirs[0]), tuple(Path(d) for d in ensemble)))
     jobs = [
-        _Job(Path(d), backend, precision, options, val, tuple(slides))
-        for d in model_dirs
-        for backend in backends_for(Path(d), options.backends)
+        _Job(first, backend, precision, options, val, tuple(slides), tta, rest)
+        for first, rest in groups
+        for backend in _common_backends((first, *rest), options.backends)
         for precision in (options.precisions if backend == "openvino" else ("fp32",))
+        for tta in options.tta
     ]
     cells: list[Cell] = []
     for done, job in enumerate(jobs):
         if progress is not None:
-            progress(f"{job.model_dir.name} {job.backend} {job.precision}", done, len(jobs))
+            tta = "" if job.tta == "none" else f" tta {job.tta}"
+            progress(f"{job.model_name} {job.backend} {job.precision}{tta}", done, len(jobs))
         rows = _isolated(job) if options.isolate else _run_job(job)
         cells.extend(Cell(**row) for row in rows)
     if progress is not None:
         progress("done", len(jobs), len(jobs))
     return cells
+
+
+def _common_backends(model_dirs: Sequence[Path], wanted: Sequence[str]) -> list[str]:
+    """The backends of `wanted` every directory can run (`backends_for`), in `wanted`'s order."""
+    usable = [set(backends_for(d, wanted)) for d in model_dirs]
+    return [b for b in wanted if all(b in u for u in usable)]
+
+
+def variant_costs(cells: Sequence[Cell], metric: str) -> list[dict[str, Any]]:
+    """Each TTA or ensemble cell against its base: the same engine, precision, batch and
+    requests of its first model without TTA. What the variant gains in `metric` (variant
+    minus base) and what it costs in images/s (variant / base)."""
+    base = {(c.model_dir, c.backend, c.precision_hint, c.batch, c.requests): c
+            for c in cells if c.tta == "none" and not c.members}
+    rows = []
+    for c in cells:
+        plain = base.get((c.model_dir, c.backend, c.precision_hint, c.batch, c.requests))
+        if plain is None or plain is c or metric not in c.metrics or metric not in plain.metrics:
+            continue
+        rows.append({"cell": c.name, "base": plain.name, "gain": c.metrics[metric] - plain.metrics[metric],
+                     "speed": c.images_per_s / plain.images_per_s if plain.images_per_s else float("nan"),
+                     "images_per_s": c.images_per_s, "base_images_per_s": plain.images_per_s})
+    return rows
 
 
 def score_entries(cells, *, metric: str, slides: int):

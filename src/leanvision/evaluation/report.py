@@ -55,7 +55,8 @@ def summary_rows(cells: Sequence[Cell], metric: str) -> list[dict[str, str]]:
     for c in cells:
         engine = c.engine_precision if c.engine_precision == c.precision_hint else f"{c.precision_hint}->{c.engine_precision}"
         rows.append({
-            "model": c.model, "weights": c.model_precision, "engine": c.backend, "compute": engine,
+            "model": c.model if getattr(c, "tta", "none") == "none" else f"{c.model} ({c.tta} TTA)",
+            "weights": c.model_precision, "engine": c.backend, "compute": engine,
             "batch": str(c.batch), "requests": str(c.requests),
             metric + (" (%)" if metric in PERCENT_METRICS else ""): format_metric(metric, headline(c, metric)),
             "latency ms (median / p90)": f"{_fmt(c.latency_ms_median)} / {_fmt(c.latency_ms_p90)}",
@@ -63,6 +64,12 @@ def summary_rows(cells: Sequence[Cell], metric: str) -> list[dict[str, str]]:
             "peak RSS MB": _fmt(c.peak_rss_mb, 0), "model MB": _fmt(c.model_mb),
         })
     return rows
+
+
+def _tta(cell: Cell) -> str:
+    """A plot label's TTA suffix ("" without TTA)."""
+    tta = getattr(cell, "tta", "none")
+    return "" if tta == "none" else f"/{tta}"
 
 
 def markdown_table(rows: Sequence[dict[str, str]]) -> str:
@@ -106,7 +113,7 @@ def pareto_plot(cells: Sequence[Cell], metric: str, *, higher_is_better: bool):
         on_front = c.name in front
         ax.scatter(thr, acc, s=60 if on_front else 30, marker="o" if on_front else "x",
                    color="#c44e52" if on_front else "#4c72b0")
-        ax.annotate(f"{c.model}/{c.backend}/b{c.batch}r{c.requests}", (thr, acc), fontsize=7,
+        ax.annotate(f"{c.model}/{c.backend}/b{c.batch}r{c.requests}{_tta(c)}", (thr, acc), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     line = sorted((thr, acc) for thr, acc, c in points if c.name in front)
     if len(line) > 1:
@@ -126,7 +133,7 @@ def latency_plot(cells: Sequence[Cell]):
     fig = Figure(figsize=(7, 0.35 * max(4, len(cells)) + 1))
     ax = fig.add_subplot()
     ax.boxplot([c.latency_ms for c in cells], orientation="horizontal", showfliers=True)
-    ax.set_yticks(range(1, len(cells) + 1), [f"{c.model}/{c.backend}/{c.engine_precision}/b{c.batch}r{c.requests}" for c in cells],
+    ax.set_yticks(range(1, len(cells) + 1), [f"{c.model}/{c.backend}/{c.engine_precision}/b{c.batch}r{c.requests}{_tta(c)}" for c in cells],
                   fontsize=7)
     ax.set_xlabel("latency per call, ms (one request in flight)")
     ax.set_title("latency distributions")

@@ -87,6 +87,7 @@ class ClassifyAdapter:
     card_metrics = ("top1", "top5", "mean_class_accuracy")
     samplers = ("uniform", "class_balanced", "sqrt")
     tta_modes = ("none", "flip")
+    ensembles = True  # `leanvision val --ensemble`: `validate` takes a list of models, their logits averaged
 
     def check_augment(self, steps: Sequence[Mapping[str, Any]]) -> None:
         from leanvision.data.augment.classify import build_classify_augmentation
@@ -154,9 +155,40 @@ class ClassifyAdapter:
                                      progress=progress)
         counts = np.asarray(card.class_counts) if card.class_counts else None
         metrics = classification_metrics(predictions.logits, predictions.labels, train_counts=counts)
-        return Validation(validation_lines(labelled.path, metrics, card.class_names, len(predictions.records),
-                                           len(predictions.skipped), tta=tta),
-                          {"skipped": [str(i) for i in predictions.skipped], "tta": tta, **metrics.to_dict()})
+        gallery_line, gallery_json = error_gallery(
+            predictions.logits, predictions.labels,
+            [labelled.dataset.image_root / r.file_name for r in predictions.records], card.class_names, out_dir)
+        lines = validation_lines(labelled.path, metrics, card.class_names, len(predictions.records),
+                                 len(predictions.skipped), tta=tta)
+        return Validation((*lines, gallery_line),
+                          {"skipped": [str(i) for i in predictions.skipped], "tta": tta, **metrics.to_dict(),
+                           **gallery_json})
+
+
+def error_gallery(logits: np.ndarray, labels: np.ndarray, paths: Sequence[Path], class_names: Sequence[str],
+                  out_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Write `out_dir/worst_errors.png`: the misclassified images (rows of `logits` against
+    `labels`, files `paths`) most confident in the wrong class, at most `MAX_TILES`. Returns
+    the report line and the metrics.json entries (`misclassified`, `worst_errors_png`,
+    `worst_errors`). With no error no gallery is drawn, and one a previous run left in
+    `out_dir` is removed, so the folder never shows another run's errors."""
+    from leanvision.evaluation import gallery
+
+    errors = gallery.worst_errors(logits, labels)
+    target = Path(out_dir) / gallery.GALLERY_NAME
+    if not errors:
+        target.unlink(missing_ok=True)
+        return (f"no misclassified image: no {gallery.GALLERY_NAME}",
+                {"misclassified": 0, "worst_errors_png": None, "worst_errors": []})
+    shown = errors[:gallery.MAX_TILES]
+    gallery.write_error_gallery([paths[e.index] for e in shown], [class_names[e.true] for e in shown],
+                                [class_names[e.predicted] for e in shown], [e.confidence for e in shown], target,
+                                title=f"{len(shown)} of {len(errors)} misclassified images, most confident first")
+    listed = [{"file": str(paths[e.index]), "true": e.true, "true_name": class_names[e.true],
+               "predicted": e.predicted, "predicted_name": class_names[e.predicted], "confidence": e.confidence}
+              for e in shown]
+    return (f"worst errors ({len(shown)} of {len(errors)} misclassified images, most confident first): {target}",
+            {"misclassified": len(errors), "worst_errors_png": str(target), "worst_errors": listed})
 
 
 def validation_lines(path: Path, metrics: Any, class_names: Sequence[str], images: int, skipped: int, *,
