@@ -30,3 +30,27 @@ def test_quick_demo_prints_the_table_and_writes_every_summary_key(tmp_path):
     assert Path(summary["bench_html"]).is_file()
     for cell in ("FP32", "INT8", "mAP@0.5", "slides/s", "demo_summary.json"):
         assert cell in result.stdout
+
+
+def test_classify_demo_runs_s1_path_and_reports_fp32_int8_with_and_without_tta(tmp_path):
+    """`demo --task classify` at a tiny size: synth, train, FixRes, export, quantize, bench."""
+    from typer.testing import CliRunner
+
+    from leanvision.cli.main import app
+    from leanvision.demo_classify import ClassifyDemoOptions
+
+    tiny = ClassifyDemoOptions(classes=6, train_images=36, train_minutes=0.2, fixres_size=256, fixres_epochs=1,
+                               calib_size=8, bench_seconds=0.3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClassifyDemoOptions, "quick", classmethod(lambda cls, seed=0: tiny))
+        result = CliRunner().invoke(app, ["demo", "--task", "classify", "--quick", "--out", str(tmp_path / "d")],
+                                    env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = json.loads((tmp_path / "d" / "demo_summary.json").read_text())
+    assert set(summary["top1"]) == {"fp32 none", "fp32 flip", "int8 none", "int8 flip"}
+    assert all(0.0 <= v <= 1.0 for v in summary["top1"].values())
+    assert summary["speedup"] == pytest.approx(summary["images_per_s"]["int8 none"] / summary["images_per_s"]["fp32 none"])
+    assert summary["fixres"]["test_size"] == [256, 256] and summary["fixres"]["train_size"] == [224, 224]
+    assert Path(summary["bench_html"]).is_file()
+    for cell in ("FP32", "INT8", "top-1 flip TTA", "FixRes", "demo_summary.json"):
+        assert cell in result.output
