@@ -82,3 +82,17 @@ def test_data_stats_prints_the_long_tail_on_one_line(tmp_path):
     assert lines == ["long tail: head 2 classes (4-6 a class, 59% of images), medium 2 classes (2-4 a class, "
                      "35% of images), tail 1 class (1 a class, 6% of images); imbalance 6x (largest / smallest "
                      "class with images); Gini 0.28"]
+
+
+def test_data_check_reports_the_long_tail_too(tmp_path):
+    import json
+
+    data = _imagefolder(tmp_path / "set", {"a": 6, "b": 4, "c": 4, "d": 2, "e": 1})
+    code, out, err = run_cli(["data", "check", str(data)])
+    assert code == 0, err
+    assert [line.strip() for line in out.splitlines() if "long tail:" in line] == [
+        "long tail: head 2 classes (4-6 a class, 59% of images), medium 2 classes (2-4 a class, 35% of images), "
+        "tail 1 class (1 a class, 6% of images); imbalance 6x (largest / smallest class with images); Gini 0.28"]
+    code, out, _ = run_cli(["data", "check", str(data), "--json", "-"])
+    groups = json.loads(out)["datasets"][0]["long_tail"]["groups"]
+    assert [groups[g]["classes"] for g in ("head", "medium", "tail")] == [2, 2, 1]

@@ -88,6 +88,7 @@ def check(
 ) -> None:
     """Report every problem in a dataset (exit 1 if any): images, labels, boxes, sizes."""
     from leanvision.data.check import check as run_check
+    from leanvision.data.stats import long_tail_line
 
     with json_result(json_out) as emit:
         with progress_bar(f"check {path}") as update:
@@ -96,6 +97,9 @@ def check(
         for report in reports:
             out.print(f"{report.path} ({report.format}, {report.task}): {plural(report.images, 'image')}, "
                       f"{plural(report.objects, 'object')}, {plural(len(report.issues), 'problem')}")
+            if report.long_tail is not None and (line := long_tail_line({"task": "classify",
+                                                                          "long_tail": report.long_tail})):
+                out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
             for issue in report.issues:
                 out.print(f"  {issue}", markup=False, highlight=False)
             problems += len(report.issues)

@@ -34,6 +34,7 @@ from leanvision.data.formats import (
     read_dataset,
 )
 from leanvision.data.images import escape_problem, read_size, verify_image
+from leanvision.data.stats import class_long_tail
 
 
 @dataclass
@@ -46,11 +47,13 @@ class DatasetReport:
     images: int
     objects: int
     issues: list[Issue] = field(default_factory=list)
+    long_tail: dict | None = None  # classification sets: `stats.class_long_tail`
 
     def to_dict(self) -> dict:
         return {
             "path": self.path, "format": self.format, "task": self.task, "images": self.images,
             "objects": self.objects, "problems": [{"path": i.path, "reason": i.reason} for i in self.issues],
+            **({"long_tail": self.long_tail} if self.long_tail is not None else {}),
         }
 
 
@@ -76,7 +79,8 @@ def _check_dataset(path: Path, fmt: Format, dataset, workers: int, progress: Pro
             if progress is not None:
                 progress(done, len(jobs))
     images, objects = _counts(dataset)
-    return DatasetReport(str(path), str(fmt), str(TASK_OF_FORMAT[fmt]), images, objects, issues)
+    long_tail = class_long_tail(dataset)[1] if isinstance(dataset, ClassificationSet) else None
+    return DatasetReport(str(path), str(fmt), str(TASK_OF_FORMAT[fmt]), images, objects, issues, long_tail)
 
 
 def _counts(dataset) -> tuple[int, int]:

@@ -124,15 +124,22 @@ def detection_stats(ds: DetectionSet) -> dict:
     }
 
 
-def classification_stats(ds: ClassificationSet) -> dict:
+def class_long_tail(ds: ClassificationSet) -> tuple[dict[str, int], dict]:
+    """(images per class name, `long_tail`: ratio, classes without images, Gini, head /
+    medium / tail groups) of a classification set; `data stats` and `data check` report it."""
     per_class = Counter(label for _, label in ds.items)
     counts = {name: per_class.get(i, 0) for i, name in enumerate(ds.classes)}
+    return counts, _tail(counts) | {"gini": gini(np.array(list(counts.values()))), "groups": _groups(counts)}
+
+
+def classification_stats(ds: ClassificationSet) -> dict:
+    counts, long_tail = class_long_tail(ds)
     sizes = np.array([read_size(ds.image_root / rel) for rel, _ in ds.items], float).reshape(-1, 2)
     aspect = sizes[:, 0] / np.maximum(sizes[:, 1], 1)
     return {
         "task": "classify", "images": len(ds.items), "classes": len(ds.classes),
         "images_per_class": counts,
-        "long_tail": _tail(counts) | {"gini": gini(np.array(list(counts.values()))), "groups": _groups(counts)},
+        "long_tail": long_tail,
         "images_per_class_summary": _summary(np.array(list(counts.values()))),
         "image_aspect_ratio_w_over_h": _summary(aspect),
         "histograms": {"image_aspect_ratio_log2": _histogram(np.log2(np.maximum(aspect, 1e-6)), 30)},
