@@ -122,7 +122,10 @@ def _export(checkpoint: Path, data: Path, out: Path, options: DemoOptions) -> Pa
     return result.out
 
 
-def _quantize(model_dir: Path, data: Path, out: Path, options: DemoOptions, progress: Progress):
+def _quantize(model_dir: Path, data: Path, out: Path, options: Any, progress: Progress, *,
+              sensitivity_images: int = 1):
+    """INT8 on OpenVINO within `options.max_drop`, calibrated on `options.calib_size` training
+    images (any demo's options); the benchmark measures the speed, so quantize does not."""
     from leanvision.compression.quantize import (
         BudgetOptions,
         CalibrationOptions,
@@ -132,7 +135,8 @@ def _quantize(model_dir: Path, data: Path, out: Path, options: DemoOptions, prog
     )
 
     quant_options = QuantizeOptions(calibration=CalibrationOptions(size=options.calib_size, seed=options.seed),
-                                    budget=BudgetOptions(max_drop=options.max_drop, sensitivity_images=1),
+                                    budget=BudgetOptions(max_drop=options.max_drop,
+                                                         sensitivity_images=sensitivity_images),
                                     bench=SpeedOptions(seconds=0))
     return quantize(model_dir, calib=data / "train", val=data / "val", backend="openvino",
                     out=out / "model_int8", options=quant_options, progress=progress)

@@ -22,7 +22,7 @@ from typing import Any
 
 from leanvision.core.config import Config
 from leanvision.core.io import atomic_write_text
-from leanvision.demo import Progress, _machine, _timed
+from leanvision.demo import Progress, _machine, _quantize, _timed
 
 RECIPE = "s1_retail_classify"
 
@@ -87,22 +87,10 @@ def _fixres(run: Path, options: ClassifyDemoOptions) -> tuple[Path, dict[str, An
 
 
 def _deploy(run: Path, data: Path, out: Path, options: ClassifyDemoOptions, progress: Progress):
-    from leanvision.compression.quantize import (
-        BudgetOptions,
-        CalibrationOptions,
-        QuantizeOptions,
-        SpeedOptions,
-        quantize,
-    )
     from leanvision.export import export_model
 
     fp32 = export_model(run, format="openvino", out=out / "model_fp32").out
-    options_ = QuantizeOptions(calibration=CalibrationOptions(size=options.calib_size, seed=options.seed),
-                               budget=BudgetOptions(max_drop=options.max_drop, sensitivity_images=8),
-                               bench=SpeedOptions(seconds=0))
-    quantized = quantize(fp32, calib=data / "train", val=data / "val", backend="openvino",
-                         out=out / "model_int8", options=options_, progress=progress)
-    return fp32, quantized
+    return fp32, _quantize(fp32, data, out, options, progress, sensitivity_images=8)
 
 
 def _bench(models: list[Path], data: Path, out: Path, options: ClassifyDemoOptions, progress: Progress):
