@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import shlex
@@ -98,6 +99,7 @@ def _deploy(run: Path, data: Path, calib_size: int) -> tuple[Path, Path]:
     return fp32, int8
 
 
+@functools.cache  # every row scores the same val images: decode them once
 def _val_images(data: Path, class_names: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
     from leanvision.data.images import read_rgb
     from leanvision.data.labelled import read_classification_set
@@ -137,7 +139,7 @@ def _row(name: str, dirs: list[tuple[Path, Path]], tta: str, data: Path, note: s
 
     card = ModelCard.load(dirs[0][0])
     counts = np.asarray(card.class_counts)
-    images, labels = _val_images(data, card.class_names)
+    images, labels = _val_images(data, tuple(card.class_names))
     fp32 = _measure([d[0] for d in dirs], tta, images, labels, counts)
     int8 = _measure([d[1] for d in dirs], tta, images, labels, counts)
     row = {"row": name, "input": f"{card.input.height}x{card.input.width}", "resize": card.input.resize.value,

@@ -22,7 +22,7 @@ from typing import Any
 
 from leanvision.core.config import Config
 from leanvision.core.io import atomic_write_text
-from leanvision.demo import Progress, _machine, _quantize, _timed
+from leanvision.demo import Progress, _best_cell, _machine, _quantize, _timed
 
 RECIPE = "s1_retail_classify"
 
@@ -107,11 +107,6 @@ def _bench(models: list[Path], data: Path, out: Path, options: ClassifyDemoOptio
     return cells, paths["html"]
 
 
-def _best(cells, model: Path, tta: str):
-    """The fastest cell of one model with one TTA mode."""
-    return max((c for c in cells if Path(c.model_dir) == model and c.tta == tta), key=lambda c: c.images_per_s)
-
-
 def run_classify_demo(out: Path, options: ClassifyDemoOptions, *, progress: Progress | None = None) -> dict[str, Any]:
     """Run every step; returns the summary (also written to `out/demo_summary.json`)."""
     from leanvision.core import Task
@@ -129,9 +124,8 @@ def run_classify_demo(out: Path, options: ClassifyDemoOptions, *, progress: Prog
     tuned, fixres = _timed(timings, "fixres", lambda: _fixres(run, options))
     fp32_dir, quantized = _timed(timings, "export+quantize", lambda: _deploy(tuned, data, out, options, progress))
     cells, html = _timed(timings, "bench", lambda: _bench([fp32_dir, quantized.out], data, out, options, progress))
-    rows = {f"{precision} {tta}": _best(cells, model, tta) for precision, model in (("fp32", fp32_dir),
-                                                                                 ("int8", quantized.out))
-            for tta in ("none", "flip")}
+    rows = {f"{precision} {tta}": _best_cell([c for c in cells if c.tta == tta], model)
+            for precision, model in (("fp32", fp32_dir), ("int8", quantized.out)) for tta in ("none", "flip")}
     summary = {
         "top1": {name: cell.metrics["top1"] for name, cell in rows.items()},
         "images_per_s": {name: cell.images_per_s for name, cell in rows.items()},

@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from leanvision.cli.ui import finish_batch, json_option, json_result, out, progress_bar
-from leanvision.core import ConfigError, ModelCard, Task
+from leanvision.core import ConfigError, ModelCard
 from leanvision.evaluation.scores import ScoreKind
 
 
@@ -52,10 +52,10 @@ def _reference(cells, metric: str, given: str | None) -> str:
 
 def _check_classify_options(card: ModelCard, model_dir: Path, tta: tuple[str, ...], ensemble: list[Path]) -> None:
     """--tta flip and --ensemble are for classifiers; ensemble members must fit the first model."""
-    given = [flag for flag, used in (("--tta flip", "flip" in tta), ("--ensemble", bool(ensemble))) if used]
-    if given and card.task is not Task.CLASSIFY:
-        raise ConfigError(f"{', '.join(given)}: classifiers only (class logits averaged); '{card.name}' is a model "
-                          f"of task {card.task.value}", path=model_dir)
+    from leanvision.cli.predict import refuse_classifier_flags
+
+    refuse_classifier_flags(card, model_dir, [flag for flag, used in (("--tta flip", "flip" in tta),
+                                                                       ("--ensemble", bool(ensemble))) if used])
     if ensemble:
         from leanvision.runtime.classify import check_members
 

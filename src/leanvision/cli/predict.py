@@ -72,13 +72,19 @@ def _overrides(card: ModelCard, model_dir: Path, **flags: float | int | None) ->
     return {_POSTPROCESS_FLAGS[name][1]: value for name, value in given.items()}
 
 
-def _classify_overrides(card: ModelCard, model_dir: Path, tta: Tta | None, ensemble: list[Path]) -> dict[str, str]:
-    """The classifier's override `--tta` asks for; a ConfigError when --tta or --ensemble is
-    given for a model of another task (they average class logits)."""
-    given = [flag for flag, value in (("--tta", tta is not None), ("--ensemble", bool(ensemble))) if value]
+def refuse_classifier_flags(card: ModelCard, model_dir: Path, given: list[str]) -> None:
+    """ConfigError when classifier-only flags (`given`: --tta, --ensemble) are used with a
+    model of another task (they average class logits); `predict` and `bench` share it."""
     if given and card.task is not Task.CLASSIFY:
         raise ConfigError(f"{', '.join(given)}: classifiers only (class logits averaged); '{card.name}' is a model "
                           f"of task {card.task.value}", path=model_dir)
+
+
+def _classify_overrides(card: ModelCard, model_dir: Path, tta: Tta | None, ensemble: list[Path]) -> dict[str, str]:
+    """The classifier's override `--tta` asks for; a ConfigError when --tta or --ensemble is
+    given for a model of another task."""
+    refuse_classifier_flags(card, model_dir, [flag for flag, value in (("--tta", tta is not None),
+                                                                        ("--ensemble", bool(ensemble))) if value])
     return {"tta": tta.value} if tta is not None and tta is not Tta.NONE else {}
 
 
