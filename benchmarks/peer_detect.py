@@ -81,6 +81,12 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "lv_fpn128": ("s0_cervical_retinanet", ["model.overrides={trainable_backbone_layers: 4, head_convs: 2}"]),
     # The S0 recipe as shipped (its defaults are the measured best).
     "lv_best": ("s0_cervical_retinanet", []),
+    # The S0 recipe as its scale warning advises for small photos (`--scene blood`: 640x480,
+    # platelets 16-28 px): scale 1, 400 px windows cut at 400 px, no rescale.
+    "lv_scale1": ("s0_cervical_retinanet",
+                  ["data.scale=1", "augment.steps=[{op: random_shift, p: 0.3, max_tries: 20, inpaint_radius: 3}, "
+                   "{op: online_crop_resize, crop: 400, size: 400, p_target: 1.0, min_visibility: 0.5, fill: 0}, "
+                   "{op: random_flip, horizontal: 0.5, vertical: 0.5}]"]),
 }
 PEER_PACKAGES = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics"]
 
@@ -152,12 +158,12 @@ def _version(package: str) -> str | None:
 # ---------------------------------------------------------------- data
 
 
-def _ensure_data(path: Path, images: int, seed: int) -> Path:
+def _ensure_data(path: Path, images: int, seed: int, scene: str) -> Path:
     from leanvision.core import Task
     from leanvision.data.synth import synthesize
 
     if not (path / "train").is_dir():
-        synthesize(Task.DETECT, path, seed=seed, images=images)
+        synthesize(Task.DETECT, path, seed=seed, images=images, scene=scene)
     made = json.loads((path / "synth.json").read_text())["splits"]["train"]["images"]
     if made != images:
         raise SystemExit(f"{path} holds {made} synthetic training images, not --images {images}: give a new --out")
@@ -416,7 +422,14 @@ def _score_checkpoint(checkpoint: Path, val: Path, threads: int) -> dict[str, fl
     torch.set_num_threads(threads)
     model, card = model_from_checkpoint(checkpoint)
     metrics, _ = evaluate_model(model, read_detection(val), card.input, class_names=card.class_names)
-    return {"map50": round(metrics.map50, 4), "map": round(metrics.map, 4)}
+    return _scores(metrics)
+
+
+def _scores(metrics: Any) -> dict[str, Any]:
+    """mAP@0.5 and mAP, and each class's AP@0.5 and AP (a collapsed class shows here)."""
+    return {"map50": round(metrics.map50, 4), "map": round(metrics.map, 4),
+            "ap50_per_class": {k: round(v, 4) for k, v in metrics.ap50_per_class.items()},
+            "ap_per_class": {k: round(v, 4) for k, v in metrics.ap_per_class.items()}}
 
 
 def _run_peer(case: Case, ctx: Context) -> dict[str, Any]:
@@ -446,7 +459,7 @@ def _score_peer(ctx: Context, weights: str, imgsz: int, folder: Path, tag: str) 
     predictions = [Detections(**found[p]) for p in paths]
     metrics = evaluate_detections([r.targets for r in val.images], predictions,
                                   image_sizes=[(r.width, r.height) for r in val.images], class_names=val.classes)
-    return {"map50": round(metrics.map50, 4), "map": round(metrics.map, 4)}
+    return _scores(metrics)
 
 
 # ---------------------------------------------------------------- INT8
@@ -593,6 +606,20 @@ def _table(rows: list[dict[str, Any]], int8_size: int) -> str:
     return "\n".join(lines)
 
 
+def _class_table(rows: list[dict[str, Any]]) -> str | None:
+    """AP@0.5 / AP per class and row, when the set has more than one class."""
+    scored = [r for r in rows if len(r.get("ap50_per_class", {})) > 1]
+    if not scored:
+        return None
+    names = list(scored[0]["ap50_per_class"])
+    lines = ["| row | min | seed | " + " | ".join(f"{n} AP@0.5 / AP" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for r in scored:
+        cells = " | ".join(f"{r['ap50_per_class'][n]:.4f} / {r['ap_per_class'][n]:.4f}" for n in names)
+        lines.append(f"| {r['row']} | {r['minutes']:g} | {r['seed']} | {cells} |")
+    return "\n".join(lines)
+
+
 def _seed_table(rows: list[dict[str, Any]]) -> str | None:
     groups: dict[tuple[str, float], list[float]] = {}
     for r in rows:
@@ -618,6 +645,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every row")
     parser.add_argument("--data", type=Path, default=None, help="detect set with train/ and val/ (default: synthesize)")
     parser.add_argument("--images", type=int, default=120, help="synthetic training images (val gets a quarter)")
+    parser.add_argument("--scene", default="cytology", choices=["cytology", "blood"],
+                        help="synthetic set: S0's one-class tiles or 3-class blood smears (640x480)")
     parser.add_argument("--imgsz", type=int, default=640, help="peer training and val input side")
     parser.add_argument("--peer-batch", type=int, default=16, help="peer batch size (Ultralytics' default 16)")
     parser.add_argument("--peer-venv", type=Path, default=Path.home() / ".cache" / "leanvision" / "peer-venv")
@@ -638,7 +667,7 @@ def _context(args: argparse.Namespace, cases: list[Case]) -> Context:
     if taken:
         raise SystemExit(f"{args.out} already holds {', '.join(taken)}: give a new --out")
     args.out.mkdir(parents=True, exist_ok=True)
-    data = args.data or _ensure_data(args.out / "data", args.images, 0)
+    data = args.data or _ensure_data(args.out / "data", args.images, 0, args.scene)
     ctx = Context(args, data.resolve(), args.out.resolve())
     if any(c.row == PEER for c in cases):
         ctx.yolo_yaml = _yolo_layout(ctx.data, ctx.out / "data_yolo")
@@ -683,6 +712,9 @@ def main() -> None:
         for key in ("error", "int8_error"):
             if key in r:
                 print(f"{r['case']} {key}: {r[key]}")
+    per_class = _class_table(rows)
+    if per_class:
+        print("\nPer class:\n" + per_class)
     seeds = _seed_table(rows)
     if seeds:
         print("\nmAP@0.5 over seeds:\n" + seeds)

@@ -93,6 +93,33 @@ def test_detect_boxes_negatives_and_sizes(made) -> None:
         assert np.all((sides >= 30) & (sides <= 130)), sides  # S0's ~40-120 px targets
 
 
+def test_blood_scene_has_three_classes_far_apart_in_size_and_frequency(tmp_path: Path) -> None:
+    """The BCCD-like set: red cells the bulk, one or two white cells an image, small
+    platelets; every box inside the 640x480 image; reads back clean; same seed, same bytes."""
+    summary = synthesize(Task.DETECT, tmp_path / "a", seed=1, images=12, scene="blood")
+    assert summary["classes"] == ["rbc", "wbc", "platelet"] and summary["scene"] == "blood"
+    train = _datasets(tmp_path / "a")["train"]
+    assert train.issues == [] and train.classes == ("rbc", "wbc", "platelet")
+    sides: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    labels_all = np.concatenate([r.targets.labels for r in train.images])
+    assert np.bincount(labels_all, minlength=3)[0] / len(labels_all) > 0.7  # red cells the bulk (~85 % in BCCD)
+    for record in train.images:
+        assert (record.width, record.height) == (640, 480)
+        boxes, labels = record.targets.boxes, record.targets.labels
+        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2] <= 640) and np.all(boxes[:, 3] <= 480)
+        assert 1 <= int((labels == 1).sum()) <= 2  # white cells: one, sometimes two
+        for label in sides:
+            inside = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < 640) & (boxes[:, 3] < 480)
+            chosen = boxes[(labels == label) & inside]
+            sides[label] += list(np.maximum(chosen[:, 2] - chosen[:, 0], chosen[:, 3] - chosen[:, 1]))
+    # whole boxes (not cut by the border) keep their class's size
+    for label, (low, high) in {0: (60, 100), 1: (105, 175), 2: (14, 32)}.items():
+        assert low <= min(sides[label]) and max(sides[label]) <= high, (label, min(sides[label]), max(sides[label]))
+    synthesize(Task.DETECT, tmp_path / "b", seed=1, images=12, scene="blood")
+    for name in ("train/annotations.json", "train/images/blood_00003.jpg"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
 def test_count_points_inside_and_empty_images(made) -> None:
     datasets = _datasets(made[Task.COUNT][0])
     assert {"train", "val", "large"} <= set(datasets)
@@ -245,6 +272,9 @@ def test_regions_render_without_seams() -> None:
     ({"task": Task.CLASSIFY, "images": 10, "classes": 20}, ConfigError),
     ({"task": Task.CLASSIFY, "classes": 1}, ConfigError),
     ({"task": Task.DETECT, "classes": 5}, ConfigError),
+    ({"task": Task.DETECT, "scene": "street"}, ConfigError),
+    ({"task": Task.COUNT, "scene": "blood"}, ConfigError),
+    ({"task": Task.DETECT, "scene": "blood", "slides": 1}, ConfigError),
     ({"task": "boxes"}, ConfigError),
     ({"task": Task.SEGMENT, "seed": -1}, ConfigError),
 ])

@@ -12,7 +12,7 @@ import numpy as np
 from leanvision.core import Detections
 from leanvision.data.formats import DetectionSet, ImageRecord
 from leanvision.training import load_config
-from leanvision.training.tasks.detect import scale_warnings
+from leanvision.training.tasks.detect import build_detection_augmentation, scale_warnings
 
 S0 = Path(__file__).resolve().parents[2] / "configs" / "s0_cervical_retinanet.yaml"
 
@@ -42,3 +42,18 @@ def test_s0_recipe_on_its_own_tiles_says_nothing():
     steps = [dict(s, crop=640, size=640) if s["op"] == "online_crop_resize" else s for s in config.augment.steps]
     augment = dataclasses.replace(config.augment, steps=type(config.augment.steps)(steps))
     assert scale_warnings(_photos(640, 480, {"platelet": 20.0}), at_scale_1, augment) == []
+
+
+def test_s0_recipe_without_negative_images_skips_replace_background_and_says_so(tmp_path, caplog):
+    """S0 pastes cells onto negative tiles; photos that all hold objects have none: the
+    recipe still runs, without that step, and the log says why."""
+    from leanvision.core import Task
+    from leanvision.data.formats import read_detection
+    from leanvision.data.synth import synthesize
+
+    synthesize(Task.DETECT, tmp_path / "blood", images=2, scene="blood")
+    config = load_config(S0)
+    with caplog.at_level("WARNING"):
+        compose = build_detection_augmentation(config.augment, read_detection(tmp_path / "blood" / "train"))
+    assert [type(op).__name__ for op in compose] == ["RandomShift", "OnlineCropResize", "RandomFlip"]
+    assert "replace_background is skipped: the training set has no negative images" in caplog.text

@@ -35,6 +35,9 @@ def synth(
     large_images: int | None = typer.Option(None, "--large-images", help="count: large crowd images (default 3)."),
     large_size: int = typer.Option(3072, "--large-size", help="count: long side of the large images."),
     classes: int | None = typer.Option(None, "--classes", help="classify: number of product classes (default 200)."),
+    scene: str | None = typer.Option(None, "--scene", metavar="<cytology|blood>",
+                                     help="detect: cytology (S0's one-class tiles, the default) or blood "
+                                          "(640x480 smears: red cells, white cells, platelets)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace dataset folders not written by synth."),
     json_out: Path | None = json_option(),
 ) -> None:
@@ -44,7 +47,8 @@ def synth(
     with json_result(json_out) as emit:
         with progress_bar(f"synth {task}") as update:
             summary = synthesize(task, out_dir, seed=seed, images=images, slides=slides, slide_size=slide_size,
-                                 large_images=large_images, large_size=large_size, classes=classes, overwrite=overwrite,
+                                 large_images=large_images, large_size=large_size, classes=classes, scene=scene,
+                                 overwrite=overwrite,
                                  progress=lambda stage, done, total: update(done, total, stage))
         for split, info in summary["splits"].items():
             out.print(f"{out_dir / split}: {plural(info['images'], 'image')}, {plural(info['objects'], 'object')}")

@@ -3,6 +3,7 @@
 | task     | scene (source system)          | layout under `out`                                  |
 |----------|--------------------------------|-----------------------------------------------------|
 | detect   | cervical cytology tiles (S0)   | train/, val/: COCO; slides/: COCO of TIFF + JPEG    |
+| detect   | `scene="blood"`: 3-class smears | train/, val/: COCO (rbc, wbc, platelet; 640 x 480)  |
 | count    | crowds seen from above (S3)    | train/, val/, large/: images/ + points.json         |
 | classify | retail packages (S1)           | train/<class>/, val/<class>/: ImageFolder           |
 | segment  | street scenes (S4)             | train/, val/: images/, masks/, classes.json         |
@@ -23,7 +24,7 @@ from pathlib import Path
 from leanvision.core import ConfigError, DataError, Task
 from leanvision.core.config import as_enum
 from leanvision.core.io import atomic_write_text
-from leanvision.data.synth import classify, count, detect, segment
+from leanvision.data.synth import blood, classify, count, detect, segment
 from leanvision.data.synth import slides as slide_sets
 from leanvision.data.synth.common import Progress, val_count
 
@@ -39,8 +40,14 @@ def _check_range(name: str, value: int, low: int, high: int | None = None, why: 
 
 
 def _check_args(task: Task, images: int | None, slides_: int, slide_size: int,
-                large_images: int | None, large_size: int, classes: int | None) -> None:
+                large_images: int | None, large_size: int, classes: int | None, scene: str | None) -> None:
     row = _TASKS[task]
+    if scene is not None and scene not in row.scenes:
+        offered = (f"{task} has {', '.join(row.scenes)}" if row.scenes else
+                   "; ".join(f"{t} has {', '.join(r.scenes)}" for t, r in _TASKS.items() if r.scenes) + f", {task} one only")
+        raise ConfigError(f"scene {scene!r} is not a {task} scene: {offered}")
+    if scene == "blood" and slides_:
+        raise ConfigError("slides are cytology slides: the blood scene writes none (use --scene cytology)")
     if classes is not None and not row.classes:
         raise ConfigError(f"the number of classes is chosen for the {', '.join(t for t, r in _TASKS.items() if r.classes)} "
                           f"task only, not {task}")
@@ -85,7 +92,11 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 
 def _detect(out: Path, train: int, seed: int, progress: Progress | None, *, slides_: int, slide_size: int,
-            **_: object) -> dict:
+            scene: str, **_: object) -> dict:
+    if scene == "blood":
+        return {"classes": list(blood.CLASSES), "scene": scene, "splits": {
+            "train": blood.write_smears(out / "train", "train", train, seed=seed, progress=progress),
+            "val": blood.write_smears(out / "val", "val", val_count(train), seed=seed, progress=progress)}}
     splits = {
         "train": detect.write_tiles(out / "train", "train", train, seed=seed, progress=progress),
         "val": detect.write_tiles(out / "val", "val", val_count(train), seed=seed, progress=progress),
@@ -132,17 +143,18 @@ def _segment(out: Path, train: int, seed: int, progress: Progress | None, **_: o
 class _Synth:
     """One task's synthetic set: its writer, default training images (None: the writer's
     own), whether the number of classes is a choice (then at least one image each), and the
-    extras it writes (slides, large images)."""
+    extras it writes (slides, large images), and its scenes (the first is the default)."""
 
     write: Callable[..., dict]
     images: int | None
     classes: bool = False
     slides: bool = False
     large: bool = False
+    scenes: tuple[str, ...] = ()
 
 
 _TASKS = {
-    Task.DETECT: _Synth(_detect, 120, slides=True),
+    Task.DETECT: _Synth(_detect, 120, slides=True, scenes=("cytology", "blood")),
     Task.COUNT: _Synth(_count, 60, large=True),
     Task.CLASSIFY: _Synth(_classify, None, classes=True),  # ~1240 in 200 classes, Zipf: see classify.py
     Task.SEGMENT: _Synth(_segment, 60),
@@ -152,7 +164,7 @@ _TASKS = {
 def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = None,
                slides: int = 0, slide_size: int = 12000, progress: Progress | None = None,
                large_images: int | None = None, large_size: int = 3072, classes: int | None = None,
-               overwrite: bool = False) -> dict:
+               scene: str | None = None, overwrite: bool = False) -> dict:
     """Write a synthetic dataset for `task` under `out`.
 
     Args:
@@ -169,6 +181,9 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
         large_images: count only: large crowd images in `out/large/` (None = 3).
         large_size: width of a large crowd image, 1024 to 6144 px (height is 3/4 of it).
         classes: classify only: number of product classes (None = 200), at least 2.
+        scene: detect only: "cytology" (None, S0's one-class tiles) or "blood" (640 x 480
+            smears with red cells, white cells and platelets: three classes far apart in size
+            and frequency).
         overwrite: replace train/, val/, slides/, large/ if `out` has them although no
             earlier synthesize() run wrote them (its own output is always replaced).
 
@@ -179,13 +194,14 @@ def synthesize(task: Task, out: Path, *, seed: int = 0, images: int | None = Non
     """
     task = as_enum(Task, task, what="task")
     _check_range("seed", seed, 0)
-    _check_args(task, images, slides, slide_size, large_images, large_size, classes)
+    _check_args(task, images, slides, slide_size, large_images, large_size, classes, scene)
     _prepare(out, overwrite)
     row = _TASKS[task]
     train = images if images is not None else row.images
     large = DEFAULT_LARGE_IMAGES if large_images is None else large_images
     body = row.write(out, train, seed, progress, slides_=slides, slide_size=slide_size, large=large,
-                     large_size=large_size, classes=classes or classify.NUM_CLASSES)
+                     large_size=large_size, classes=classes or classify.NUM_CLASSES,
+                     scene=scene or (row.scenes[0] if row.scenes else None))
     summary = {"task": str(task), "seed": seed, **body}
     # The file leaves out `out` so that two runs with one seed write identical bytes.
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")

@@ -29,6 +29,10 @@ class CellKind(enum.IntEnum):
     NORMAL = 0
     ABNORMAL = 1
     INFLAMMATORY = 2
+    # A peripheral blood smear (blood.py): the three classes of the public blood-cell sets.
+    RBC = 3
+    WBC = 4
+    PLATELET = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +105,9 @@ class Cells:
         return np.concatenate([lo, hi], axis=1).astype(np.float32)
 
 
+_ABNORMAL_NUCLEUS_PX = (9.0, 26.0)
+
+
 @dataclass(frozen=True)
 class _Shape:
     """Parameter ranges of one cell kind (uniform between the bounds)."""
@@ -116,6 +123,7 @@ class _Shape:
     n_jitter: tuple[float, float]
     n_offset: float  # max nucleus offset, as a fraction of the cell radius
     nuc_od: tuple[float, float]
+    nucleus_px: tuple[float, float] = _ABNORMAL_NUCLEUS_PX  # clip of a relative nucleus radius
 
 
 _VESICULAR = _Shape((22, 42), (0.6, 1.0), (0.06, 0.13), (0.16, 0.32), 0.4,
@@ -125,7 +133,6 @@ _ABNORMAL = _Shape((24, 56), (0.75, 1.0), (0.05, 0.11), (0.24, 0.42), 0.25,
                    (0.42, 0.7), True, (0.7, 1.0), (0.08, 0.16), 0.15, (1.1, 1.7))
 _INFLAMMATORY = _Shape((5, 7), (0.85, 1.0), (0.03, 0.08), (0.08, 0.16), 0.8,
                        (2.2, 3.2), False, (0.7, 1.0), (0.15, 0.25), 0.2, (0.9, 1.3))
-_ABNORMAL_NUCLEUS_PX = (9.0, 26.0)
 _PYKNOTIC_SHARE = 0.3
 ABNORMAL_SPACING = 45.0  # px between abnormal cell centres: box IoU stays below ~0.4
 
@@ -139,7 +146,7 @@ def _sample(rng: np.random.Generator, shape: _Shape, kind: CellKind, cx: np.ndar
     rx = _uniform(rng, shape.radius, n)
     nr = _uniform(rng, shape.nucleus, n)
     if shape.relative:
-        nr = np.clip(nr * rx, *_ABNORMAL_NUCLEUS_PX).astype(np.float32)
+        nr = np.clip(nr * rx, *shape.nucleus_px).astype(np.float32)
     offset = _uniform(rng, (0, shape.n_offset), n) * rx
     direction = _uniform(rng, (0, 2 * np.pi), n)
     return Cells(
@@ -173,6 +180,24 @@ def abnormal_cells(rng: np.random.Generator, cx: np.ndarray, cy: np.ndarray) -> 
 def inflammatory_cells(rng: np.random.Generator, cx: np.ndarray, cy: np.ndarray) -> Cells:
     """Inflammatory cells centred at (N,) cx, cy."""
     return _sample(rng, _INFLAMMATORY, CellKind.INFLAMMATORY, cx, cy)
+
+
+# Blood, sized for 640 x 480 smear photos like the public blood-cell sets: red cells 64-92 px
+# across (eosinophilic, a faint central pallor as the "nucleus"), white cells 110-160 px with
+# a large dark lobed nucleus, platelets 16-28 px, small dark granular bodies.
+_BLOOD = {
+    CellKind.RBC: _Shape((32, 46), (0.85, 1.0), (0.02, 0.06), (0.34, 0.52), 1.0,
+                         (0.0, 0.0), False, (0.8, 1.0), (0.0, 0.0), 0.0, (0.0, 0.0)),
+    CellKind.WBC: _Shape((55, 80), (0.85, 1.0), (0.03, 0.08), (0.10, 0.20), 0.2,
+                         (0.55, 0.75), True, (0.6, 0.9), (0.18, 0.30), 0.2, (1.1, 1.6), (28.0, 60.0)),
+    CellKind.PLATELET: _Shape((8, 14), (0.7, 1.0), (0.08, 0.16), (0.25, 0.45), 0.0,
+                              (0.5, 0.8), True, (0.7, 1.0), (0.15, 0.25), 0.2, (0.7, 1.1), (3.0, 11.0)),
+}
+
+
+def blood_cells(rng: np.random.Generator, kind: CellKind, cx: np.ndarray, cy: np.ndarray) -> Cells:
+    """Blood cells of `kind` (RBC, WBC or PLATELET) centred at (N,) cx, cy."""
+    return _sample(rng, _BLOOD[kind], kind, cx, cy)
 
 
 def cluster_points(rng: np.random.Generator, centres: np.ndarray, sizes: np.ndarray,

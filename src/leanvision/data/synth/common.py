@@ -21,7 +21,7 @@ JPEG_QUALITY = 90
 # Stable integer codes for the seed sequence: str hashes are salted per process.
 _STREAMS = {
     "detect": 1, "count": 2, "classify": 3, "segment": 4,
-    "train": 11, "val": 12, "slides": 13, "large": 14, "classes": 15,
+    "train": 11, "val": 12, "slides": 13, "large": 14, "classes": 15, "blood": 16,
 }
 
 

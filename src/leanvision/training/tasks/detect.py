@@ -49,7 +49,14 @@ def build_detection_augmentation(augment: AugmentOptions, train_set: DetectionSe
         negatives = ImagePool(paths)
     else:
         negatives = negative_pool(train_set)
-    return build_augmentation(list(augment.steps), negatives=negatives)
+    steps = list(augment.steps)
+    if negatives is None and any(step.get("op") == "replace_background" for step in steps):
+        # S0 pasted cells onto negative slide tiles; a set of photos that all hold objects
+        # (the public blood-cell sets) has none, and the rest of the recipe still applies.
+        logger.warning("replace_background is skipped: the training set has no negative images (images without "
+                       "boxes) to paste onto; add some, or name a folder of them in augment.negatives")
+        steps = [step for step in steps if step.get("op") != "replace_background"]
+    return build_augmentation(steps, negatives=negatives)
 
 
 def training_box_shapes(train_set: DetectionSet, data_options: DataOptions,
