@@ -65,7 +65,7 @@ def main() -> None:
     from leanvision.runtime.hardware import detect_cpu
 
     cpu = detect_cpu()
-    print(f"machine: {cpu.summary()}; INT8 path: {cpu.int8_path}")
+    print(f"machine: {cpu.summary()}")
     fp32, int8 = profile([args.fp32, args.int8], runs=args.runs, threads=args.threads, size=args.size)
     groups: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for column, layers in enumerate((fp32, int8)):
