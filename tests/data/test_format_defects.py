@@ -150,7 +150,8 @@ def test_imagefolder_writer_refuses_a_class_that_escapes(tmp_path):
 # --- 2. every numeric field is validated at read time ------------------------------------------
 
 @pytest.mark.parametrize("bbox", [["a", 1, 2, 3], [float("nan"), 3, 18, 27], [2, 3, float("inf"), 27],
-                                  [True, 3, 18, 27], "2,3,18,27", [2, 3, 18], [[2], 3, 18, 27], [2, 3, 1e300, 27]])
+                                  [True, 3, 18, 27], "2,3,18,27", [2, 3, 18], [[2], 3, 18, 27], [2, 3, 1e300, 27],
+                                  [10**400, 3, 18, 27]])
 def test_coco_bad_bbox_is_a_problem_not_a_crash(tmp_path, tiny_coco, bbox):
     edit_coco(tiny_coco, lambda d: d["annotations"][0].update(bbox=bbox))
     assert_no_crash(tiny_coco, tmp_path, problem="annotation 1 ")
@@ -159,7 +160,8 @@ def test_coco_bad_bbox_is_a_problem_not_a_crash(tmp_path, tiny_coco, bbox):
 
 
 @pytest.mark.parametrize(("field", "value"), [("width", "wide"), ("height", float("inf")), ("id", [1]),
-                                              ("width", -5), ("file_name", None)])
+                                              ("width", -5), ("file_name", None),
+                                              pytest.param("height", 10**400, id="height-huge-int")])
 def test_coco_bad_image_entry_is_a_problem_not_a_crash(tmp_path, tiny_coco, field, value):
     edit_coco(tiny_coco, lambda d: d["images"][1].update({field: value}))
     assert_no_crash(tiny_coco, tmp_path, problem="annotations.json")
@@ -198,7 +200,8 @@ def counting_set(tmp: Path) -> Path:
     return tmp
 
 
-@pytest.mark.parametrize("points", [[[float("nan"), 1]], [["a", 1]], [[1, 2], [3]], [[1, float("inf")]], "1,2"])
+@pytest.mark.parametrize("points", [[[float("nan"), 1]], [["a", 1]], [[1, 2], [3]], [[1, float("inf")]], "1,2",
+                                    [[10**400, 1]]])
 def test_points_json_bad_point_is_a_problem(tmp_path, points):
     root = counting_set(tmp_path / "set")
     entries = [{"file_name": "IMG_0.png", "width": 8, "height": 8, "points": points},

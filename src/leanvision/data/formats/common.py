@@ -42,8 +42,17 @@ class Issue:
 
 
 def is_number(value: object) -> bool:
-    """A finite int or float (JSON numbers; not bool, str, None, NaN or infinity)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (JSON numbers; not bool, str, None, NaN or infinity).
+
+    An int too large for a float (JSON allows `1e400` written out as digits) is not one:
+    every later step computes in floats.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def parse_float(text: str | None) -> float:
