@@ -185,6 +185,16 @@ def test_yolo_bad_number_is_a_problem_not_a_crash(tmp_path, tiny_coco, line):
     assert_no_crash(tmp_path / "yolo", tmp_path, problem="img_3.txt:1")
 
 
+@pytest.mark.parametrize(("line", "reason"), [("0.5 0.5 0.5 0.1 0.1", "class id is not a whole number: '0.5'"),
+                                            ("cat 0.5 0.5 0.1 0.1", "class id is not a whole number: 'cat'")])
+def test_yolo_bad_class_id_is_said_in_plain_words(tmp_path, tiny_coco, line, reason):
+    convert_detection(tiny_coco, tmp_path / "yolo", Format.YOLO)
+    (tmp_path / "yolo" / "labels" / "img_3.txt").write_text(line + "\n")
+    code, out, _ = run_cli(["data", "check", str(tmp_path / "yolo")])
+    assert code == 1 and f"img_3.txt:1: not a YOLO box line: {line!r} ({reason})" in out
+    assert "int()" not in out
+
+
 def test_yolo_binary_label_file_and_bad_data_yaml(tmp_path, tiny_coco):
     convert_detection(tiny_coco, tmp_path / "yolo", Format.YOLO)
     (tmp_path / "yolo" / "labels" / "img_3.txt").write_bytes(b"\xff\xfe\x00garbage")

@@ -47,6 +47,14 @@ def _read_classes(path: Path) -> tuple[str, ...]:
     raise DataError("YOLO dataset has neither data.yaml nor classes.txt", path=path)
 
 
+def _class_id(text: str) -> int:
+    """A YOLO class id (a whole number as written: '3', not '3.0'); ValueError in plain words."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"class id is not a whole number: {text!r}") from None
+
+
 def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes: int,
                  issues: list[Issue]) -> tuple[list[int], list[list[float]], list[tuple[str, str]]]:
     """Labels, xyxy pixel boxes and (file:line, line as written) of the box lines of `txt`."""
@@ -57,7 +65,7 @@ def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes
             continue
         where, fields = f"{txt}:{lineno}", line.split()
         try:
-            label, values = int(fields[0]), [parse_float(v) for v in fields[1:]]
+            label, values = _class_id(fields[0]), [parse_float(v) for v in fields[1:]]
         except ValueError as exc:
             issues.append(Issue(where, f"not a YOLO box line: {line.strip()[:80]!r} ({exc})", objects=1))
             continue
