@@ -235,3 +235,32 @@ def test_predict_fails_exactly_the_unreadable_images_naming_each(images):
         assert failed[name] == verify_image(images / name)  # the same words as data check
     sizes = {Path(p).name: (r.width, r.height) for p, r in summary.results.items()}
     assert sizes == {name: CASES[name][1] for name in GOOD}
+
+
+def test_data_stats_of_a_classification_set_skips_and_names_every_unreadable_image(images, tmp_path):
+    # `data stats` is batch work: an image whose size cannot be read is left out of the
+    # aspect-ratio statistics and named, the command exits 1; it never aborts the whole set.
+    import json
+
+    from tests.helpers import run_cli
+
+    root = tmp_path / "folder"
+    for i, name in enumerate(sorted(CASES)):
+        (root / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        (root / f"class{i % 2}" / name).write_bytes((images / name).read_bytes())
+    code, out, err = run_cli(["data", "stats", str(root), "--out", str(tmp_path / "stats")])
+    assert code == 1, (out, err)
+    (stats,) = json.loads((tmp_path / "stats" / "stats.json").read_text()).values()
+    # stats reads headers only (as `data convert` does): a file whose header reads is described.
+    headless = set()
+    for name in BAD:
+        try:
+            read_size(images / name)
+        except DataError:
+            headless.add(name)
+    left_out = {Path(line.split(": ", 1)[0]).name: line for line in stats["left_out"]}
+    assert set(left_out) == headless and headless, left_out
+    for name in headless:
+        assert CASES[name][1] in left_out[name] and f"left out: {left_out[name]}" in err
+    assert stats["images"] == len(CASES)
+    assert stats["image_aspect_ratio_w_over_h"]["n"] == len(CASES) - len(headless)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leanvision.core import DataError
 from leanvision.core.errors import plural
 from leanvision.core.io import atomic_path, atomic_write_text
 from leanvision.data.formats import (
@@ -132,9 +133,21 @@ def class_long_tail(ds: ClassificationSet) -> tuple[dict[str, int], dict]:
     return counts, _tail(counts) | {"gini": gini(np.array(list(counts.values()))), "groups": _groups(counts)}
 
 
+def _readable_sizes(ds: ClassificationSet) -> tuple[np.ndarray, list[str]]:
+    """(width, height) of every image whose header can be read, and one line per image that
+    cannot: stats is batch work, an unreadable image is left out and named, never fatal."""
+    sizes, unreadable = [], []
+    for rel, _ in ds.items:
+        try:
+            sizes.append(read_size(ds.image_root / rel))
+        except DataError as exc:
+            unreadable.append(str(exc))
+    return np.array(sizes, float).reshape(-1, 2), unreadable
+
+
 def classification_stats(ds: ClassificationSet) -> dict:
     counts, long_tail = class_long_tail(ds)
-    sizes = np.array([read_size(ds.image_root / rel) for rel, _ in ds.items], float).reshape(-1, 2)
+    sizes, unreadable = _readable_sizes(ds)
     aspect = sizes[:, 0] / np.maximum(sizes[:, 1], 1)
     return {
         "task": "classify", "images": len(ds.items), "classes": len(ds.classes),
@@ -143,6 +156,7 @@ def classification_stats(ds: ClassificationSet) -> dict:
         "images_per_class_summary": _summary(np.array(list(counts.values()))),
         "image_aspect_ratio_w_over_h": _summary(aspect),
         "histograms": {"image_aspect_ratio_log2": _histogram(np.log2(np.maximum(aspect, 1e-6)), 30)},
+        "left_out": unreadable,
     }
 
 
@@ -279,7 +293,7 @@ def dataset_stats(path: Path, out: Path) -> dict:
     for ds_path, fmt in find_datasets(path):
         dataset = read_dataset(ds_path, fmt)
         stats = _STATS[type(dataset)](dataset) | {"format": str(fmt)}
-        stats["left_out"] = [str(issue) for issue in getattr(dataset, "issues", ())]
+        stats["left_out"] = [str(issue) for issue in getattr(dataset, "issues", ())] + stats.get("left_out", [])
         name = ds_path.name if ds_path != path else "dataset"
         prefix = "" if ds_path == path else f"{name}_"
         stats["plots"] = [p.name for p in plot_stats(stats, out, prefix)]
