@@ -23,7 +23,11 @@ from leanvision.data.formats import (
     read_detection,
     write_detection,
 )
-from leanvision.data.formats.classification import ClassificationSet, write_imagefolder
+from leanvision.data.formats.classification import (
+    ClassificationSet,
+    read_imagefolder,
+    write_imagefolder,
+)
 from leanvision.data.formats.counting import write_shanghaitech
 from tests.conftest import write_image
 from tests.helpers import run_cli
@@ -145,6 +149,19 @@ def test_imagefolder_writer_refuses_a_class_that_escapes(tmp_path):
     with pytest.raises(DataError, match="nothing written"):
         write_imagefolder(dataset, tmp_path / "dst")
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "dst").exists()
+
+
+def test_imagefolder_writer_refuses_two_images_landing_on_one_file(tmp_path):
+    # Nested folders of one class (cat/day/x.png, cat/night/x.png) are read as two images; the
+    # writer flattens each class, so it must refuse rather than keep one and drop the other.
+    for sub, seed in (("day", 1), ("night", 2)):
+        write_image(tmp_path / "src" / "cat" / sub / "x.png", 8, 8, seed=seed)
+    dataset = read_imagefolder(tmp_path / "src")
+    assert len(dataset.items) == 2
+    with pytest.raises(DataError, match="nothing written") as info:
+        write_imagefolder(dataset, tmp_path / "dst")
+    assert "cat/day/x.png" in str(info.value) and "cat/night/x.png" in str(info.value)
+    assert not (tmp_path / "dst").exists()
 
 
 # --- 2. every numeric field is validated at read time ------------------------------------------

@@ -38,9 +38,11 @@ FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[HealthChe
                                                                           HealthCheck.too_slow])
 IMAGES = ("a.png", "b.png")
 
-# Any JSON value, NaN and infinities included (Python's json reads and writes them).
+# Any JSON value, NaN and infinities included (Python's json reads and writes them), and
+# integers too large for a float (JSON has no limit on digits).
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=6),
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.sampled_from([10**400, -10**400]) | st.floats()
+    | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=8,
 )
@@ -185,6 +187,70 @@ def test_imagefolder_writer_never_writes_outside(tmp_path_factory, classes):
     with contextlib.suppress(DataError, OSError):  # OSError: a name the filesystem refuses (NUL, too long)
         write_imagefolder(dataset, tmp / "out" / "dst")
     assert {p for p in tree(tmp) - before if not p.startswith("out/dst") and p != "out"} == set()
+
+
+# Names a folder or file may have on Linux: no "/" nor NUL, not "." or "..", at most 20 characters.
+path_parts = st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1,
+                     max_size=20).filter(lambda n: n not in (".", ".."))
+folder_entries = st.tuples(
+    st.sampled_from(["png", "bytes", "empty", "subdir", "link_in", "link_out", "dir_link_out"]),
+    path_parts | st.sampled_from([".hidden.png", "a.png", "b.JPG", "x.txt", "noext", "c.png.tmp"]),
+    st.binary(max_size=20),
+)
+
+
+@FUZZ
+@given(classes=st.lists(st.tuples(path_parts | st.sampled_from([".hid", "_x", "a b", "ü"]),
+                                  st.lists(folder_entries, max_size=4)), max_size=3))
+def test_random_imagefolder_never_crashes_nor_writes_outside(tmp_path_factory, classes):
+    """The ImageFolder reader on random trees (odd names, non-images, empty and hidden folders,
+    nested folders, symlinks in and out): a set or a DataError; check never crashes; the set it
+    reads writes back inside DST only (or is refused, nothing lost silently) and reads back the same."""
+    from leanvision.data.formats.classification import read_imagefolder
+    tmp = tmp_path_factory.mktemp("folder")
+    outside = images(tmp / "outside")
+    root = tmp / "src"
+    root.mkdir()
+    for class_name, entries in classes:
+        folder = root / class_name
+        folder.mkdir(exist_ok=True)
+        for kind, name, garbage in entries:
+            target = folder / name
+            if target.exists() or target.is_symlink():
+                continue
+            if kind == "png":
+                cv2.imwrite(str(folder / "tmp.png"), np.full((8, 8), 7, np.uint8))
+                (folder / "tmp.png").rename(target)
+            elif kind == "subdir":
+                target.mkdir()
+                cv2.imwrite(str(target / "s.png"), np.full((8, 8), 9, np.uint8))
+            elif kind == "link_in":
+                target.symlink_to(folder)  # a loop back to its own folder
+            elif kind == "link_out":
+                target.symlink_to(outside / "a.png")
+            elif kind == "dir_link_out":
+                target.symlink_to(outside)
+            else:
+                target.write_bytes(b"" if kind == "empty" else garbage)
+    before = tree(tmp)
+    try:
+        dataset = read_imagefolder(root)
+    except DataError:
+        dataset = None
+    if dataset is not None:
+        assert all(0 <= label < len(dataset.classes) for _, label in dataset.items)
+        assert all((root / name).is_file() for name, _ in dataset.items)
+        with contextlib.suppress(DataError):
+            check(root)
+        written = None
+        with contextlib.suppress(DataError):
+            written = write_imagefolder(dataset, tmp / "out" / "dst")
+        if written is not None and dataset.items:
+            back = read_imagefolder(written)
+            assert sorted(back.items) == sorted(
+                (f"{dataset.classes[label]}/{Path(name).name}", back.classes.index(dataset.classes[label]))
+                for name, label in dataset.items)
+    assert {p for p in tree(tmp) - before if p != "out" and not p.startswith("out/dst")} == set()
 
 
 # --- valid sets round-trip losslessly ------------------------------------------------------------

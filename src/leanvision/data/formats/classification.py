@@ -109,8 +109,15 @@ def read_labels_csv(path: Path) -> ClassificationSet:
 
 def write_imagefolder(dataset: ClassificationSet, path: Path) -> Path:
     """Place every image under `path/<class>/` (hard link or copy); DataError, with nothing
-    written, if a class or file name would lead outside `path`."""
+    written, if a class or file name would lead outside `path`, or two images of a class
+    would land on one file name (the folders they came from are not kept)."""
     targets = [inside(path, f"{dataset.classes[label]}/{Path(rel).name}") for rel, label in dataset.items]
+    seen: dict[Path, str] = {}
+    for (rel, _), target in zip(dataset.items, targets, strict=True):
+        if target in seen:  # two images of one class with the same file name, from different folders
+            raise DataError(f"refusing to write: {seen[target]} and {rel} would both be "
+                            f"{target.relative_to(path).as_posix()}; nothing written", path=path)
+        seen[target] = rel
     for (rel, _), target in zip(dataset.items, targets, strict=True):
         link_or_copy(dataset.image_root / rel, target)
     return path
