@@ -105,3 +105,26 @@ def test_data_synth_check_and_anchors(tmp_path):
     assert report["problems"] == 0 and "0 problems" in stderr
     fitted, stderr = _stdout_json(["data", "anchors", str(data / "train")])
     assert 0 <= fitted["coverage_before"] <= 1 and "boxes" in stderr
+
+
+def test_data_convert_and_stats(tmp_path):
+    data = tmp_path / "d"
+    run_cli(["data", "synth", "--task", "detect", "--out", str(data), "--images", "4"])
+    converted, stderr = _stdout_json(["data", "convert", str(data / "train"), str(tmp_path / "yolo"), "--to", "yolo"])
+    assert (converted["images"], converted["format"], converted["left_out"]["images"]) == (4, "yolo", 0)
+    assert converted["objects"] == sum(len(p.read_text().splitlines()) for p in (tmp_path / "yolo").rglob("*.txt"))
+    assert "4 images" in stderr
+    described, stderr = _stdout_json(["data", "stats", str(data / "train"), "--out", str(tmp_path / "s")])
+    assert described == json.loads((tmp_path / "s" / "stats.json").read_text()) and "wrote" in stderr
+
+
+def test_data_convert_json_accounts_for_what_is_left_out(tmp_path):
+    """--skip-bad: exit 1, and the JSON says what was left out and why."""
+    data = tmp_path / "d"
+    run_cli(["data", "synth", "--task", "detect", "--out", str(data), "--images", "4"])
+    (data / "train" / "images" / "cyto_00000.jpg").unlink()
+    code, stdout, stderr = run_cli(["data", "convert", str(data / "train"), str(tmp_path / "y"), "--to", "yolo",
+                                    "--skip-bad", "--json", "-"])
+    result = json.loads(stdout)
+    assert code == 1 and result["images"] == 3 and result["left_out"]["images"] == 1
+    assert "image file is missing" in result["left_out"]["problems"][0] and "left out" in stderr

@@ -62,22 +62,31 @@ def convert(
     to: DetectionFormat = typer.Option(..., "--to", help="The format to write."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Convert the clean part of a source with problems, "
                                   "list what is left out and exit 1 (default: refuse, write nothing)."),
+    json_out: Path | None = json_option(),
 ) -> None:
     """Convert a detection dataset between COCO JSON, Pascal VOC XML and YOLO txt."""
     from leanvision.data.formats import Format, convert_detection
 
-    result = convert_detection(src, dst, Format(to.value), skip_bad=skip_bad)
-    for issue in result.dropped:
-        console.print(f"left out: {issue}", markup=False, highlight=False, soft_wrap=True)
-    for flag, count in result.unheld.items():
-        console.print(f"left out: {plural(count, f'{flag} box', f'{flag} boxes')}: {to} cannot mark them",
-                      markup=False, highlight=False, soft_wrap=True)
-    written = result.written
-    out.print(f"{dst}: {plural(len(written.images), 'image')}, {plural(written.num_objects, 'object')} as {to}",
-              markup=False, highlight=False)
+    with json_result(json_out) as emit:
+        result = convert_detection(src, dst, Format(to.value), skip_bad=skip_bad)
+        for issue in result.dropped:
+            console.print(f"left out: {issue}", markup=False, highlight=False, soft_wrap=True)
+        for flag, count in result.unheld.items():
+            console.print(f"left out: {plural(count, f'{flag} box', f'{flag} boxes')}: {to} cannot mark them",
+                          markup=False, highlight=False, soft_wrap=True)
+        written = result.written
+        out.print(f"{dst}: {plural(len(written.images), 'image')}, {plural(written.num_objects, 'object')} as {to}",
+                  markup=False, highlight=False)
+        if result.dropped:
+            out.print(f"left out: {plural(result.dropped_images, 'image')}, "
+                      f"{plural(result.dropped_objects, 'object')} ({plural(len(result.dropped), 'problem')}, "
+                      "listed above)", markup=False, highlight=False)
+        emit({"out": str(dst), "format": str(to.value), "images": len(written.images),
+              "objects": written.num_objects, "left_out": {"images": result.dropped_images,
+                                                           "objects": result.dropped_objects,
+                                                           "problems": [str(i) for i in result.dropped]},
+              "unmarked": dict(result.unheld)})
     if result.dropped:
-        out.print(f"left out: {plural(result.dropped_images, 'image')}, {plural(result.dropped_objects, 'object')} "
-                  f"({plural(len(result.dropped), 'problem')}, listed above)", markup=False, highlight=False)
         raise typer.Exit(1)
 
 
@@ -116,6 +125,7 @@ def check(
 def stats(
     path: Path = typer.Argument(..., help="A dataset, or a folder of datasets."),
     out_dir: Path = typer.Option(..., "--out", help="Where stats.json and the PNG plots go."),
+    json_out: Path | None = json_option(),
 ) -> None:
     """Describe a dataset: class long tail, box sizes and aspect ratios, as plots + stats.json.
 
@@ -123,21 +133,24 @@ def stats(
     statistics describe the rest), as `data check` does."""
     from leanvision.data.stats import dataset_stats, long_tail_line
 
-    result = dataset_stats(path, out_dir)
-    left_out = [issue for s in result.values() for issue in s["left_out"]]
-    for issue in left_out:
-        console.print(f"left out: {issue}", highlight=False, soft_wrap=True)
-    for name, s in result.items():
-        noun = next((n for n in ("objects", "people") if n in s), None)
-        counted = plural(s[noun], *_NOUNS[noun]) if noun else plural(s["images"], "item")
-        out.print(f"{name} ({s['task']}, {s['format']}): {plural(s['images'], 'image')}, {counted}; "
-                  f"plots: {', '.join(s['plots'])}", highlight=False)
-        if (line := long_tail_line(s)) is not None:
-            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
-    out.print(f"wrote {out_dir / 'stats.json'}", highlight=False)
+    with json_result(json_out) as emit:
+        result = dataset_stats(path, out_dir)
+        left_out = [issue for s in result.values() for issue in s["left_out"]]
+        for issue in left_out:
+            console.print(f"left out: {issue}", highlight=False, soft_wrap=True)
+        for name, s in result.items():
+            noun = next((n for n in ("objects", "people") if n in s), None)
+            counted = plural(s[noun], *_NOUNS[noun]) if noun else plural(s["images"], "item")
+            out.print(f"{name} ({s['task']}, {s['format']}): {plural(s['images'], 'image')}, {counted}; "
+                      f"plots: {', '.join(s['plots'])}", highlight=False)
+            if (line := long_tail_line(s)) is not None:
+                out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"wrote {out_dir / 'stats.json'}", highlight=False)
+        if left_out:
+            out.print(f"left out: {plural(len(left_out), 'problem')} (listed above; `leanvision data check` lists "
+                      "every problem, images included)", highlight=False)
+        emit(result)
     if left_out:
-        out.print(f"left out: {plural(len(left_out), 'problem')} (listed above; `leanvision data check` lists "
-                  "every problem, images included)", highlight=False)
         raise typer.Exit(1)
 
 
