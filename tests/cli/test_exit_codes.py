@@ -158,7 +158,8 @@ def test_val_on_a_clean_set_exits_0(checkpoint, tmp_path):
 
 def test_quantize_with_unreadable_calibration_and_val_images_exits_1_and_json_stays_clean(model_dir, tmp_path):
     """The model is written, calibrated and scored on the readable images; exit 1 names both
-    skipped files and the label left out of --val; with `--json -` stdout is the report alone."""
+    skipped files, the label left out of --val and its image (left out whole: scored short of
+    a box it would be wrong); with `--json -` stdout is the report alone."""
     from leanvision.core import Detections
     from leanvision.data.formats import DetectionSet, Format, ImageRecord, write_detection
 
@@ -176,13 +177,14 @@ def test_quantize_with_unreadable_calibration_and_val_images_exits_1_and_json_st
                                     "--backend", "onnxruntime", "--out", str(tmp_path / "int8"), "--bench-seconds", "0",
                                     "--json", "-"])
     line = _account(code, stderr)
-    assert "3 of 8 items skipped" in line and "zz_broken.png: not an image file" in line and "good_1.png" in line
+    assert "4 of 8 items skipped" in line and "zz_broken.png: not an image file" in line and "good_1.png" in line
     assert "annotation 99 has no valid bbox (4 finite numbers x, y, w, h): ['[/b]', 1, 2, 3]" in line
     report = json.loads(stdout)
     assert report["calibration"]["skipped"] and (tmp_path / "int8" / "model.onnx").is_file()
     assert [text.split(": ")[0] for text in report["validation"]["skipped"]] == [str(broken_val)]
-    assert report["validation"] | {"skipped": None} == {"source": str(tmp_path / "val"), "images": 2, "files": 3,
-                                                        "objects": 3, "skipped": None}
+    # good_0 left out whole for its bad label, good_1 undecodable: good_2 alone is scored
+    assert report["validation"] | {"skipped": None} == {"source": str(tmp_path / "val"), "images": 1, "files": 2,
+                                                        "objects": 2, "skipped": None}
 
 
 def test_train_that_skipped_an_image_exits_1_with_the_account(tiny_run, tiny_registered, tmp_path):

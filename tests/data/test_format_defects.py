@@ -396,3 +396,43 @@ def test_check_shows_boxes_as_written_and_counts_in_words(tmp_path, tiny_coco):
     code, out, _ = run_cli(["data", "check", str(tmp_path / "yolo")])
     assert "img_3.txt:2: box [0.5 0.5 -0.1 0.2] (normalised cx cy w h) has negative width (img_3.jpg)" in out
     assert "2 problems" not in out and "1 problem\n" in out
+
+
+# --- an image with a box that could not be read is left out whole where it is scored or learned ---
+
+
+def _partly_read(fmt: Format, tmp_path: Path, tiny_coco: Path) -> Path:
+    """The tiny set in `fmt` with one of img_1's two boxes unreadable (img_2 intact)."""
+    if fmt is Format.COCO:
+        return edit_coco(tiny_coco, lambda d: d["annotations"][0].update(bbox=[float("nan"), 3, 18, 27]))
+    convert_detection(tiny_coco, tmp_path / fmt.value, fmt)
+    if fmt is Format.YOLO:
+        labels = tmp_path / "yolo" / "labels" / "img_1.txt"
+        labels.write_text("0 nan 0.5 0.1 0.1\n" + labels.read_text().splitlines()[1] + "\n")
+    else:
+        xml = tmp_path / "voc" / "Annotations" / "img_1.xml"
+        text = xml.read_text()
+        start = text.index("<xmin>") + len("<xmin>")
+        xml.write_text(text[:start] + "nan" + text[text.index("</xmin>"):])
+    return tmp_path / fmt.value
+
+
+@pytest.mark.parametrize("fmt", [Format.COCO, Format.YOLO, Format.VOC])
+def test_an_image_missing_a_box_is_left_out_of_evaluation_and_training(tmp_path, tiny_coco, fmt):
+    """Scored with one of its boxes missing, img_1 would count a right detection as a false
+    positive; trained on, it would teach the object as background. Both leave it out whole
+    and say so; img_2 and the negative img_3 stay."""
+    from leanvision.data.labelled import read_detection_set
+    from leanvision.training.data import load_split
+
+    path = _partly_read(fmt, tmp_path, tiny_coco)
+    dataset, left = read_detection(path).without_partly_read()
+    assert sorted(r.file_name for r in dataset.images) == ["img_2.jpg", "img_3.jpg"]
+    assert len(left) == 1 and left[0].path.endswith("img_1.jpg") and (left[0].images, left[0].objects) == (1, 1)
+    assert "left out whole: 1 of its 2 boxes could not be read" in left[0].reason
+    labelled = read_detection_set(path)
+    assert [p.name for p in labelled.files] == ["img_2.jpg", "img_3.jpg"]
+    assert any("left out whole" in issue.reason for issue in labelled.issues)
+    trained, skipped = load_split(path, split="train", workers=1)
+    assert sorted(r.file_name for r in trained.images) == ["img_2.jpg", "img_3.jpg"]
+    assert any("left out whole" in issue.reason for issue in skipped)

@@ -122,6 +122,7 @@ def read_detection_set(path: Path, class_names: Sequence[str] | None = None) -> 
     except DataError as exc:
         raise DataError(f"the validation set needs labels (a COCO, VOC or YOLO detection set): {exc.message}",
                         path=path) from None
+    dataset, partly_read = dataset.without_partly_read()
     if not dataset.images:
         raise DataError("the validation set has no images", path=path)
     if class_names is not None and tuple(dataset.classes) != tuple(class_names):
@@ -131,7 +132,7 @@ def read_detection_set(path: Path, class_names: Sequence[str] | None = None) -> 
         raise DataError("the validation set has no labelled box: mAP@0.5 needs ground truth", path=path)
     records = dataset.images
     return LabelledSet(path, tuple(dataset.image_path(r) for r in records), tuple(records),
-                       tuple((r.width, r.height) for r in records), tuple(dataset.issues), dataset, "map50", True,
+                       tuple((r.width, r.height) for r in records), (*dataset.issues, *partly_read), dataset, "map50", True,
                        dataset.num_objects, partial(_make_detection_scorer, class_names=tuple(dataset.classes)))
 
 

@@ -64,14 +64,15 @@ def screen_images(dataset: DetectionSet, *, workers: int = 2) -> tuple[Detection
 def load_split(path: Path, *, split: str, workers: int) -> tuple[DetectionSet, list[Issue]]:
     """Read and screen one split; DataError if it is empty or has no positive box."""
     dataset = read_detection(Path(path))
-    for issue in dataset.issues:
+    dataset, partly_read = dataset.without_partly_read()
+    for issue in [*dataset.issues, *partly_read]:
         logger.warning("%s labels: %s (left out)", split, issue)
     dataset, skipped = screen_images(dataset, workers=workers)
     if not dataset.images:
         raise DataError(f"the {split} set has no readable images", path=path)
     if dataset.num_objects == 0:
         raise DataError(f"the {split} set has no positive boxes: nothing to learn or score", path=path)
-    return dataset, list(dataset.issues) + skipped
+    return dataset, list(dataset.issues) + partly_read + skipped
 
 
 def load_train_data(train: Path, val: Path | None, *, workers: int = 2) -> TrainData:

@@ -160,7 +160,8 @@ def read_coco(path: Path) -> DetectionSet:
         try:
             xyxy, label, crowd, difficult = _annotation(ann, cat_to_label)
         except ValueError as exc:
-            issues.append(Issue(f"{where}:{entries[image_id][0]}", f"annotation {ann_id} {exc}", objects=1))
+            issues.append(Issue(f"{where}:{entries[image_id][0]}", f"annotation {ann_id} {exc}", objects=1,
+                                image=entries[image_id][0]))
             continue
         found[image_id].append((xyxy, label, crowd, difficult, f"annotation {ann_id} bbox {_xywh(ann['bbox'])}"))
 

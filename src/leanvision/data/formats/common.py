@@ -30,12 +30,15 @@ class Issue:
     Attributes:
         images, objects: what the reader left out because of it (an image with all its
             labels, or single objects), so that a conversion can account for every loss.
+        image: for objects left out of an image that is kept, its file name in the set:
+            scored or trained with a box missing, that image would be wrong, not short.
     """
 
     path: str
     reason: str
     images: int = 0
     objects: int = 0
+    image: str = ""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

@@ -126,3 +126,20 @@ class DetectionSet:
 
     def replace(self, **changes) -> DetectionSet:
         return dataclasses.replace(self, **changes)
+
+    def without_partly_read(self) -> tuple[DetectionSet, list[Issue]]:
+        """The set without the images some of whose boxes could not be read (`issues` naming
+        an `image`), and one Issue per image left out. Scored with a box missing, an image
+        counts the model's find as a false positive; trained on, it teaches it as background."""
+        lost: dict[str, int] = {}
+        for issue in self.issues:
+            if issue.image:
+                lost[issue.image] = lost.get(issue.image, 0) + issue.objects
+        if not lost:
+            return self, []
+        kept = [r for r in self.images if r.file_name not in lost]
+        left = [Issue(str(self.image_root / r.file_name),
+                      f"left out whole: {lost[r.file_name]} of its {len(r.targets) + lost[r.file_name]} boxes could "
+                      "not be read (listed above)", images=1, objects=len(r.targets))
+                for r in self.images if r.file_name in lost]
+        return self.replace(images=kept), left

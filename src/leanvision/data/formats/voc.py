@@ -83,7 +83,7 @@ def _parse(xml_path: Path, issues: list[Issue]) -> tuple[str, int, int, list[Voc
         try:
             objects.append(_object(obj, index))
         except ValueError as exc:
-            issues.append(Issue(str(xml_path), str(exc), objects=1))
+            issues.append(Issue(str(xml_path), str(exc), objects=1, image=name))
     return name, width, height, objects
 
 
@@ -120,7 +120,7 @@ def read_voc(path: Path) -> DetectionSet:
         known = [obj for obj in objects if obj[0] in index]
         for n, *_ in objects:
             if n not in index:
-                issues.append(Issue(str(xml_path), f"unknown class '{n}'", objects=1))
+                issues.append(Issue(str(xml_path), f"unknown class '{n}'", objects=1, image=name))
         boxes = np.asarray([obj[1] for obj in known], np.float64).reshape(-1, 4)
         targets = Detections.from_boxes(boxes, [index[obj[0]] for obj in known])
         images.append(ImageRecord(name, width, height, targets, image_id,

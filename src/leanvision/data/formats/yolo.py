@@ -8,6 +8,7 @@ a plain `classes.txt` is read too.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,12 @@ def _class_id(text: str) -> int:
         raise ValueError(f"class id is not a whole number: {text!r}") from None
 
 
-def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes: int,
-                 issues: list[Issue]) -> tuple[list[int], list[list[float]], list[tuple[str, str]]]:
-    """Labels, xyxy pixel boxes and (file:line, line as written) of the box lines of `txt`."""
+def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes: int, issues: list[Issue],
+                 image: str) -> tuple[list[int], list[list[float]], list[tuple[str, str]]]:
+    """Labels, xyxy pixel boxes and (file:line, line as written) of the box lines of `txt`,
+    the labels of the set's file `image`."""
     labels, boxes, sources = [], [], []
+    issues_before = len(issues)
     width, height = size
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -84,6 +87,7 @@ def _parse_lines(txt: Path, lines: list[str], size: tuple[int, int], num_classes
         labels.append(label)
         boxes.append(xyxy.tolist())
         sources.append((where, f"box [{' '.join(fields[1:])}] (normalised cx cy w h)"))
+    issues[issues_before:] = [dataclasses.replace(issue, image=image) for issue in issues[issues_before:]]
     return labels, boxes, sources
 
 
@@ -119,7 +123,7 @@ def read_yolo(path: Path) -> DetectionSet:
         except Exception as exc:  # the image is reported by check; its boxes cannot be placed
             issues.append(Issue(str(image_path), f"cannot read image size: {exc}"))
             width = height = 0
-        labels, boxes, sources = _parse_lines(txt, lines, (width, height), len(classes), issues)
+        labels, boxes, sources = _parse_lines(txt, lines, (width, height), len(classes), issues, rel.as_posix())
         xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
         images.append(ImageRecord(rel.as_posix(), width, height, Detections.from_boxes(xyxy, labels), image_id,
                                   sources=tuple(sources)))
