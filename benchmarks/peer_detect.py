@@ -81,6 +81,13 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "lv_fpn128": ("s0_cervical_retinanet", ["model.overrides={trainable_backbone_layers: 4, head_convs: 2}"]),
     # The S0 recipe as shipped (its defaults are the measured best).
     "lv_best": ("s0_cervical_retinanet", []),
+    # The S0 recipe with windows that fit 640x480 photos (the scale warning's other advice):
+    # 640 px windows at scale 0.5 into 320 px inputs, 25 % padding instead of 52 %.
+    "lv_fit640": ("s0_cervical_retinanet",
+                  ["data.input_size=[320,320]", "augment.steps=[{op: replace_background, p: 0.3, stain_norm: macenko, "
+                   "max_tries: 20}, {op: random_shift, p: 0.3, max_tries: 20, inpaint_radius: 3}, "
+                   "{op: online_crop_resize, crop: 640, size: 320, p_target: 1.0, min_visibility: 0.5, fill: 0}, "
+                   "{op: random_flip, horizontal: 0.5, vertical: 0.5}]"]),
     # The S0 recipe as its scale warning advises for small photos (`--scene blood`: 640x480,
     # platelets 16-28 px): scale 1, 400 px windows cut at 400 px, no rescale.
     "lv_scale1": ("s0_cervical_retinanet",

@@ -3,6 +3,8 @@ anchors fitted to them, and the run records the anchors it trained with."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import yaml
@@ -73,3 +75,17 @@ def test_a_run_trains_with_the_fitted_anchors_and_its_checkpoint_rebuilds_them(s
     model, card = model_from_checkpoint(tmp_path / "run" / "last.pt")
     assert [list(s) for s in model.anchor_sizes] == saved["anchor_sizes"]
     assert [list(s) for s in card.anchors.sizes] == saved["anchor_sizes"]
+
+
+def test_a_run_records_crop_windows_fitted_to_its_images(squares_data, tmp_path):
+    """256 px windows (128 px inputs) on 64 px images: the run trains on 64 px windows into
+    32 px inputs, the scale kept, and its config.yaml and card say so."""
+    from tests.training.conftest import tiny_factory
+
+    config = tiny_config(squares_data, tmp_path / "run", epochs=1, ema=EmaOptions(enabled=False), amp=AmpMode.OFF,
+                         augment=AugmentOptions(steps=({"op": "online_crop_resize", "crop": 256, "size": 128},)))
+    config = config.replace(data=dataclasses.replace(config.data, input_size=(128, 128)))
+    train(config, model_factory=tiny_factory, progress=False)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["augment"]["steps"] == [{"op": "online_crop_resize", "crop": 64, "size": 32}]
+    assert saved["data"]["input_size"] == [32, 32]

@@ -57,3 +57,23 @@ def test_s0_recipe_without_negative_images_skips_replace_background_and_says_so(
         compose = build_detection_augmentation(config.augment, read_detection(tmp_path / "blood" / "train"))
     assert [type(op).__name__ for op in compose] == ["RandomShift", "OnlineCropResize", "RandomFlip"]
     assert "replace_background is skipped: the training set has no negative images" in caplog.text
+
+
+def test_s0_windows_fit_small_photos_at_the_same_scale():
+    """800 px windows on 640x480 photos are a third padding: they shrink to 640 into 320 px
+    inputs (the scale stays 0.5, each image still whole in a window), and the padding warning
+    no longer applies; S0's own 800 px tiles keep the recipe as it is."""
+    from leanvision.training.tasks.detect import fit_windows
+
+    config = load_config(S0)
+    photos = _photos(640, 480, {"rbc": 80.0})
+    data, augment, note = fit_windows(config.data, config.augment, photos)
+    crop = next(step for step in augment.steps if step["op"] == "online_crop_resize")
+    assert (crop["crop"], crop["size"], data.input_size) == (640, 320, (320, 320))
+    assert [s["op"] for s in augment.steps] == [s["op"] for s in config.augment.steps]
+    assert "640 px windows into 320 px inputs instead of 800 into 400" in note
+    assert not any("padding" in w for w in scale_warnings(photos, data, augment))
+    assert fit_windows(config.data, config.augment, _photos(800, 800, {"abnormal": 76.0})) is None
+    odd = _photos(700, 500, {"rbc": 80.0})  # 350 px at scale 0.5: the next multiple of 32 is 352
+    data, augment, _ = fit_windows(config.data, config.augment, odd)
+    assert data.input_size == (352, 352) and fit_windows(data, augment, odd) is None  # fitting twice changes nothing

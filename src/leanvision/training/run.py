@@ -254,6 +254,9 @@ def train(
     adapter = adapter_for(registered or data_task(config.data.train))
     with seeded(config.seed, deterministic=config.deterministic, threads=config.loader.threads):
         data = adapter.load_data(config.data, workers=max(1, config.loader.workers))
+        fit_to_data = getattr(adapter, "fit_to_data", None)  # optional: detection fits its windows
+        if fit_to_data is not None:
+            config = fit_to_data(config, data)
         model = (model_factory or registry_factory(config))(len(data.classes))
         fitted = {} if model_factory is not None else adapter.model_overrides(model, config.model, data, config.data,
                                                                               config.augment)

@@ -44,6 +44,10 @@ class TaskAdapter(Protocol):
         metric_label: how `metric` is printed ("mAP@0.5", "MAE").
         shown: evaluation figures written to the log after each evaluation.
         card_metrics: evaluation figures a checkpoint's card keeps (as `val_<name>`).
+
+    An adapter may also define `fit_to_data(config, data) -> config`, called once the data is
+    loaded, to fit the recipe to it (detection shrinks crop windows larger than every image);
+    the run records the fitted recipe in its config.yaml.
     """
 
     task: Task
