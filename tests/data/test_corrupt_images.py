@@ -264,3 +264,39 @@ def test_data_stats_of_a_classification_set_skips_and_names_every_unreadable_ima
         assert CASES[name][1] in left_out[name] and f"left out: {left_out[name]}" in err
     assert stats["images"] == len(CASES)
     assert stats["image_aspect_ratio_w_over_h"]["n"] == len(CASES) - len(headless)
+
+
+def test_a_large_tiled_tiff_is_verified_in_bands_down_to_its_last_tile(tmp_path, monkeypatch):
+    """`data check` reads a tiled TIFF without reduced levels at full resolution: over the
+    band bound it goes in bands of rows (a sparse 100000 x 100000 one must not exhaust
+    memory), every row still read, so damage in the last tile is found."""
+    tifffile = pytest.importorskip("tifffile")
+    import leanvision.largeimage.readers.whole as whole
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (1536, 2048, 3), np.uint8), tile=(256, 256),
+                     compression="zlib", photometric="rgb")
+    monkeypatch.setattr(whole, "_VERIFY_BAND_MB", 1)
+    reads: list[int] = []
+    opened = whole.open_reader
+
+    def recording(*args, **kwargs):
+        reader = opened(*args, **kwargs)
+        read = reader.read
+
+        def counted(x, y, w, h, *rest):
+            reads.append(h)
+            return read(x, y, w, h, *rest)
+
+        reader.read = counted
+        return reader
+
+    monkeypatch.setattr(whole, "open_reader", recording)
+    assert verify_image(path) is None
+    assert len(reads) > 1 and sum(reads) == 1536 and max(reads) * 2048 * 3 <= 1 << 20
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[0].dataoffsets[-1], tif.pages[0].databytecounts[-1]
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = b"\xff" * count
+    path.write_bytes(bytes(data))
+    assert verify_image(path) is not None

@@ -28,12 +28,18 @@ import os
 
 import numpy as np
 
-from leanvision.largeimage.readers.base import ReaderOptions, check_decode_bytes
+from leanvision.largeimage.readers.base import ReaderKind, ReaderOptions, check_decode_bytes
 from leanvision.largeimage.readers.choose import open_reader
 
 # `verify` decodes at 1/8 of the size where the codec can (JPEG DCT scaling, pyramids): it
 # still reads every entropy-coded byte of a JPEG, at a fraction of a full decode's cost.
 _VERIFY_FACTOR = 8
+# Readers that decode a window without the rest of the image verify an image whose
+# full-resolution pixels exceed this in bands of rows under it: a tiled TIFF without reduced
+# levels is read at level 0, and a sparse 100000 x 100000 one (28 GB of pixels) that
+# `predict` reads window by window must not exhaust memory in `data check` either.
+_VERIFY_BAND_MB = 256
+_WINDOWED = frozenset({ReaderKind.TIFFFILE, ReaderKind.OPENSLIDE, ReaderKind.PYVIPS, ReaderKind.RASTERIO})
 
 
 def read_rgb(path: str | os.PathLike[str], *, options: ReaderOptions | None = None) -> np.ndarray:
@@ -57,11 +63,17 @@ def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def verify(path: str | os.PathLike[str], *, options: ReaderOptions | None = None) -> None:
-    """Decode the whole image as `predict` would read it, reduced where the codec allows.
+    """Decode the whole image as `predict` would read it, reduced where the codec allows; a
+    large image of a windowed reader in bands of rows (`_VERIFY_BAND_MB`).
 
     Raises:
         DataError: as `read_rgb`, for the same files with the same message.
     """
     with open_reader(path, options=options or ReaderOptions()) as reader:
         width, height = reader.size
-        reader.read(0, 0, width, height, max(1, width // _VERIFY_FACTOR), max(1, height // _VERIFY_FACTOR))
+        rows = height
+        if reader.kind in _WINDOWED and width * height * 3 > _VERIFY_BAND_MB << 20:
+            rows = max(_VERIFY_FACTOR, (_VERIFY_BAND_MB << 20) // (width * 3) // _VERIFY_FACTOR * _VERIFY_FACTOR)
+        for top in range(0, height, rows):
+            band = min(rows, height - top)
+            reader.read(0, top, width, band, max(1, width // _VERIFY_FACTOR), max(1, band // _VERIFY_FACTOR))
